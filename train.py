@@ -1,0 +1,256 @@
+"""Train the model on one variant of the experiment and write everything to its run folder.
+
+    python train.py                                   # 2g-samples, the original's settings
+    python train.py --variant 3g-samples --seed 1     # another variant, another seed
+    python train.py --out output/2g-samples --resume --steps 2000
+
+The run folder gets model.pt, metrics.csv (one row per step), summary.json, train.log and figures.
+"""
+import argparse
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import tools
+from components import GPT, GPTConfig
+from tools import VARIANTS, DEFAULTS, UsageError
+
+MODEL_ARGS = ("variant", "d_model", "heads", "layers")  # what a resumed run cannot change
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def get_parser():
+    p = Parser(description="Train a small transformer to repeat the character before a marker, and test "
+                           "it on the inverted character-marker pairing it never saw.",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--variant", choices=VARIANTS, default=None,
+                   help="experiment version (default: 2g-samples; on --resume, the run's)")
+    p.add_argument("--steps", type=int, default=None, help="total training steps (default: 500; 1000 for 2g-text)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for init and batches (default: 0)")
+    p.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate (default: {DEFAULTS['lr']})")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"AdamW weight decay (default: {DEFAULTS['weight_decay']})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"samples per step, drawn with replacement (default: {DEFAULTS['batch_size']})")
+    p.add_argument("--d-model", type=int, default=None, help=f"model width (default: {DEFAULTS['d_model']})")
+    p.add_argument("--heads", type=int, default=None, help=f"attention heads (default: {DEFAULTS['heads']})")
+    p.add_argument("--layers", type=int, default=None, help="transformer blocks (default: 1; 2 for 3g-samples)")
+    p.add_argument("--accumulate-grads", action="store_true", default=None,
+                   help="never zero the gradients, as the original did: each update uses the sum of all "
+                        "gradients so far")
+    p.add_argument("--shuffle-text", action="store_true", default=None,
+                   help="2g-text only: cut each batch from the training triples in a fresh random order")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: output/<variant>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps total steps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, only the final summary line")
+    return p
+
+
+def resolve_args(args, resumed=None):
+    """Fill what the user left unset: from the resumed run, else from the variant's defaults. Then check it."""
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    if resumed is not None:
+        for k in MODEL_ARGS:
+            if k in given and given[k] != resumed[k]:
+                raise UsageError(f"--resume: the run in {args.out} has {k}={resumed[k]}, not {given[k]}")
+        settings = {**resumed, **given}
+    else:
+        variant = VARIANTS[given.get("variant", "2g-samples")]
+        defaults = dict(DEFAULTS, variant=variant.name, steps=variant.steps, seed=0, layers=variant.n_layer,
+                        accumulate_grads=False, shuffle_text=False)
+        settings = {**defaults, **given}
+    args = argparse.Namespace(**settings)
+    args.out = Path(args.out) if args.out is not None else Path("output") / args.variant
+    for name in ("steps", "batch_size", "lr", "d_model", "heads", "layers"):
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not (args.weight_decay >= 0 and math.isfinite(args.lr)):
+        raise UsageError("--weight-decay must be >= 0 and --lr finite")
+    if args.d_model % args.heads:
+        raise UsageError(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")
+    if args.shuffle_text and not VARIANTS[args.variant].text:
+        raise UsageError("--shuffle-text applies to the 2g-text variant only")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
+    return args
+
+
+def plain_args(args):
+    """The run's settings as plain data, for the checkpoint and summary.json."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+            if k not in ("resume", "quiet")}
+
+
+class Interrupt:
+    """Turns the first Ctrl-C into a request to stop after the current step."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+    @staticmethod
+    def ignore():
+        """While the outputs are written, a further Ctrl-C does nothing."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def measure(model, data, pairs, step):
+    """One row of metrics.csv: the model as it is before update `step + 1`."""
+    values = {**tools.evaluate(model, data), **tools.distances(model, pairs), "weight_norm": tools.weight_norm(model)}
+    return {"step": step, **dict(zip(values, torch.stack(list(values.values())).tolist()))}
+
+
+def log_line(r):
+    return (f"step {r['step']:6d} | train loss {r['train_loss']:.4f} | test loss {r['test_loss']:.4f} | "
+            f"train acc {r['train_acc']:.3f} | test acc {r['test_acc']:.3f} | marker dist {r['marker_distance']:.3f}")
+
+
+def train(args, resumed=None):
+    """Train as `args` says (continuing the checkpoint `resumed`, if given), write the run folder, return the summary."""
+    t_start = time.perf_counter()
+    device = tools.pick_device(args.device)
+    variant = VARIANTS[args.variant]
+    data = tools.make_data(variant).to(device)
+    config = GPTConfig(vocab_size=len(data.vocab), block_size=variant.block_size, n_layer=args.layers,
+                       n_head=args.heads, n_embd=args.d_model)
+
+    tools.set_seed(args.seed)
+    model = GPT(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=True)
+    batches = torch.Generator().manual_seed(args.seed)
+    pairs = tools.pair_indices(data)
+    if resumed is None:
+        step, rows, log = 0, [measure(model, data, pairs, 0)], []
+        first = {k: w.detach().clone() for k, w in tools.vector_tables(model).items()}
+    else:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        for p, g in zip(model.parameters(), resumed["grads"] or []):
+            p.grad = g.to(device)
+        batches.set_state(resumed["rng"]["batches"])
+        torch.set_rng_state(resumed["rng"]["torch"])
+        step, first = resumed["step"], resumed["first_vectors"]
+        rows = [r for r in tools.read_csv(args.out / "metrics.csv") if r["step"] <= step]
+        log = (args.out / "train.log").read_text().splitlines()
+        if step >= args.steps:
+            raise UsageError(f"--resume: the run in {args.out} is already at step {step}; ask for more --steps")
+
+    if not args.quiet and resumed is None:
+        print(f"{variant.name}: {model.num_params():,} parameters, {args.steps} steps on {device}")
+    log_every = max(1, args.steps // 50)
+    interrupt = Interrupt()
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=args.steps, initial=step, desc=variant.name, unit="step", dynamic_ncols=True)
+    start_step, t0 = step, time.perf_counter()
+    while step < args.steps and not interrupt.requested:
+        x, y = tools.get_batch(data, args.batch_size, batches, args.shuffle_text)
+        _, loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        if not args.accumulate_grads:
+            optimizer.zero_grad(set_to_none=True)
+        step += 1
+        rows.append(measure(model, data, pairs, step))
+        if bar is not None:
+            bar.update()
+            if step % 10 == 0 or step == args.steps:
+                r = rows[-1]
+                bar.set_postfix(loss=f"{r['train_loss']:.3f}", train=f"{r['train_acc']:.2f}",
+                                test=f"{r['test_acc']:.2f}", refresh=False)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+
+    Interrupt.ignore()
+    log += [log_line(r) for r in rows[start_step + 1 if resumed else 0:] if r["step"] % log_every == 0
+            or r["step"] == step]
+    return write_run(args, model, optimizer, batches, data, rows, log, first, step,
+                     step_seconds=seconds / max(1, step - start_step), interrupted=interrupt.requested,
+                     t_start=t_start)
+
+
+def write_run(args, model, optimizer, batches, data, rows, log, first, step, step_seconds, interrupted, t_start):
+    """The checkpoint, metrics, log, summary and figures of a run, each written atomically."""
+    out, variant = args.out, data.variant
+    last = rows[-1]
+    summary = {
+        "variant": variant.name, "seed": args.seed, "steps": step, "params": model.num_params(),
+        "train_acc": last["train_acc"], "test_acc": last["test_acc"],
+        "step_train_100": tools.first_step(rows, "train_acc"), "step_test_100": tools.first_step(rows, "test_acc"),
+        "marker_cosine_distance": last["marker_distance"], "letter_cosine_distance": last["letter_distance"],
+        "marker_cosine_distance_out": last["marker_distance_out"],
+        "letter_cosine_distance_out": last["letter_distance_out"],
+        **{k: last[k] for k in tools.IN_CONTEXT_LABELS if k in last},
+        "accumulate_grads": args.accumulate_grads, "interrupted": interrupted,
+        "wall_seconds": None, "ms_per_step": round(1000 * step_seconds, 3),
+        "device": str(next(model.parameters()).device), "torch": torch.__version__, "args": plain_args(args),
+    }
+    grads = [p.grad for p in model.parameters()] if args.accumulate_grads and step > 0 else None
+    tools.save_checkpoint(out / "model.pt", {
+        "model": model.state_dict(), "config": vars(model.config), "vocab": data.vocab.tokens,
+        "variant": variant.name, "args": plain_args(args), "step": step,
+        "optimizer": optimizer.state_dict(), "grads": grads,
+        "rng": {"batches": batches.get_state(), "torch": torch.get_rng_state()},
+        "first_vectors": {k: v.cpu() for k, v in first.items()},
+    })
+    tools.write_text(out / "metrics.csv", tools.format_csv(rows))
+    tools.write_text(out / "train.log", "\n".join(log) + "\n")
+    title = f"{variant.name}, seed {args.seed}" + (", accumulated gradients" if args.accumulate_grads else "")
+    tools.plot_accuracy(rows, out / "accuracy.png", f"Accuracy: {title}")
+    tools.plot_loss(rows, out / "loss.png", f"Loss: {title}")
+    tools.plot_tsne(first, data, out / "tsne_first.png", f"t-SNE at step 0: {title}", args.seed)
+    tools.plot_tsne(tools.vector_tables(model), data, out / "tsne_last.png", f"t-SNE at step {step}: {title}",
+                    args.seed)
+    tools.plot_predictions(model, data, out / "predictions.png", f"Answers at step {step}: {title}")
+    summary["wall_seconds"] = round(time.perf_counter() - t_start, 2)
+    tools.write_json(out / "summary.json", summary)  # last: a run folder with a summary is complete
+    return summary
+
+
+def summary_line(s):
+    def at(k):
+        return "never" if s[k] is None else f"step {s[k]}"
+    return (f"{s['variant']} seed {s['seed']}: train acc {s['train_acc']:.3f} (100% at {at('step_train_100')}), "
+            f"test acc {s['test_acc']:.3f} (100% at {at('step_test_100')}), "
+            f"marker distance {s['marker_cosine_distance']:.3f}, {s['ms_per_step']:.2f} ms/step, "
+            f"{s['wall_seconds']:.1f} s")
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    try:
+        resumed = None
+        if args.resume:
+            if args.out is None:
+                raise UsageError("--resume needs --out DIR, the run folder to continue")
+            if not (args.out / "model.pt").is_file():
+                raise UsageError(f"--resume: no checkpoint at {args.out / 'model.pt'}")
+            resumed = tools.load_checkpoint(args.out / "model.pt")
+        args = resolve_args(args, resumed and resumed["args"])
+        summary = train(args, resumed)
+    except UsageError as e:
+        sys.exit(f"train.py: error: {e}")
+    print(summary_line(summary))
+    if summary["interrupted"]:
+        print(f"interrupted at step {summary['steps']}; everything is saved in {args.out}. Resume with:\n"
+              f"  python train.py --out {args.out} --resume --steps {args.steps}")
+        sys.exit(130)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
