@@ -90,7 +90,7 @@ def report(path, ckpt, model, data):
         print("in-context probes, all on the inverted pairing:")
         for name, probe in data.probes.items():
             score(model, data, "  " + tools.IN_CONTEXT_LABELS[f"{name}_acc"], probe, max_wrong=5)
-    d = {k: v.item() for k, v in tools.distances(model, tools.pair_indices(data)).items()}
+    d = {k: v.item() for k, v in tools.distances(model, data).items()}
     print(f"markers' cosine distance: input embeddings {d['marker_distance']:.3f} "
           f"(same-group letter pairs, median: {d['letter_distance']:.3f}), "
           f"output-layer rows {d['marker_distance_out']:.3f} (letters: {d['letter_distance_out']:.3f})")

@@ -122,6 +122,9 @@ class Data:
     probes: dict  # name -> Probe, more questions scored each step (the text variant's in-context probes)
     triples: torch.Tensor = None  # (n, 3) the text variant's training triples, which batches are cut from
 
+    def __post_init__(self):
+        self.pairs = pair_indices(self)  # (marker pairs, same-group letter pairs), for the distances
+
     def to(self, device):
         return Data(self.variant, self.vocab, self.train.to(device), self.test.to(device),
                     {k: p.to(device) for k, p in self.probes.items()},
@@ -260,7 +263,8 @@ def pair_indices(data):
     groups = token_groups(data)
     markers = torch.combinations(torch.tensor(groups.pop("markers"))).T
     letters = torch.cat([torch.combinations(torch.tensor(ids)) for ids in groups.values()]).T
-    return markers, letters
+    device = data.train.x.device
+    return markers.to(device), letters.to(device)
 
 
 def cosine_distances(vectors, pairs):
@@ -275,14 +279,14 @@ def vector_tables(model):
 
 
 @torch.no_grad()
-def distances(model, pairs):
+def distances(model, data):
     """Markers' mean cosine distance and same-group letter pairs' median, in both vector tables."""
-    markers, letters = pairs
+    markers, letters = data.pairs
     out = {}
     for name, w in vector_tables(model).items():
         suffix = "" if name == "input" else "_out"
-        out["marker_distance" + suffix] = cosine_distances(w, markers.to(w.device)).mean()
-        out["letter_distance" + suffix] = cosine_distances(w, letters.to(w.device)).median()
+        out["marker_distance" + suffix] = cosine_distances(w, markers).mean()
+        out["letter_distance" + suffix] = cosine_distances(w, letters).median()
     return out
 
 
@@ -294,6 +298,46 @@ def weight_norm(model):
 def first_step(rows, key, value=1.0):
     """First step at which rows[key] reached value, or None."""
     return next((r["step"] for r in rows if r[key] >= value), None)
+
+
+RESULT_KEYS = ("train_acc", "test_acc", "step_train_100", "step_test_100", "delay",
+               "marker_cosine_distance", "letter_cosine_distance",
+               "marker_cosine_distance_out", "letter_cosine_distance_out")
+
+
+def result_row(summary):
+    """A run's summary reduced to the figures compared across runs; delay = step_test_100 - step_train_100."""
+    s = dict(summary)
+    s["delay"] = None if None in (s["step_train_100"], s["step_test_100"]) else s["step_test_100"] - s["step_train_100"]
+    return {k: s[k] for k in RESULT_KEYS}
+
+
+def quartiles(values):
+    """{median, q25, q75, n} of the values that are not None (a step never reached is None)."""
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if len(v) == 0:
+        return {"median": None, "q25": None, "q75": None, "n": 0}
+    q25, median, q75 = np.percentile(v, [25, 50, 75])
+    return {"median": float(median), "q25": float(q25), "q75": float(q75), "n": len(v)}
+
+
+def aggregate(rows):
+    """What a set of runs (result_row dicts) says together.
+
+    fraction_generalized: share of runs whose final test accuracy is 1.0. Steps and delay are
+    summarised over the runs that reached them (their count is `n` in each). The markers' cosine
+    distance is set against the median distance of same-group letter pairs in the same table.
+    """
+    out = {"n": len(rows), "fraction_generalized": float(np.mean([r["test_acc"] == 1.0 for r in rows]))}
+    for k in ("step_train_100", "step_test_100", "delay"):
+        out[k] = quartiles(r[k] for r in rows)
+    for suffix in ("", "_out"):
+        markers = [r["marker_cosine_distance" + suffix] for r in rows]
+        letters = [r["letter_cosine_distance" + suffix] for r in rows]
+        out["marker_cosine_distance" + suffix] = quartiles(markers)
+        out["letter_cosine_distance" + suffix] = quartiles(letters)
+        out["fraction_markers_closer" + suffix] = float(np.mean([m < l for m, l in zip(markers, letters)]))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -473,15 +517,15 @@ def plot_tsne(tables, data, path, title, seed=0):
 
     tables: {"input": (V, C), "output": (V, C)} tensors, as `vector_tables` gives them.
     """
-    pairs = pair_indices(data)
+    markers, letters = (p.cpu() for p in data.pairs)
     fig, axes = figure(1, 2, figsize=(12, 5.5))
     names = {"input": "input embeddings (wte)", "output": "output-layer rows (lm_head)"}
     caption = []
     for ax, (name, w) in zip(axes, tables.items()):
         w = w.detach().float().cpu()
         draw_tsne(ax, tsne(w.numpy(), seed), data, names[name])
-        m = cosine_distances(w, pairs[0]).mean().item()
-        l = cosine_distances(w, pairs[1]).median().item()
+        m = cosine_distances(w, markers).mean().item()
+        l = cosine_distances(w, letters).median().item()
         caption.append(f"{name}: markers {m:.3f}, same-group letter pairs (median) {l:.3f}")
     axes[0].legend(loc="best", fontsize=8)
     fig.suptitle(title)

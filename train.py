@@ -11,6 +11,7 @@ import math
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -62,12 +63,12 @@ def resolve_args(args, resumed=None):
         for k in MODEL_ARGS:
             if k in given and given[k] != resumed[k]:
                 raise UsageError(f"--resume: the run in {args.out} has {k}={resumed[k]}, not {given[k]}")
-        settings = {**resumed, **given}
+        settings = {**vars(args), **resumed, **given}
     else:
         variant = VARIANTS[given.get("variant", "2g-samples")]
         defaults = dict(DEFAULTS, variant=variant.name, steps=variant.steps, seed=0, layers=variant.n_layer,
                         accumulate_grads=False, shuffle_text=False)
-        settings = {**defaults, **given}
+        settings = {**vars(args), **defaults, **given}
     args = argparse.Namespace(**settings)
     args.out = Path(args.out) if args.out is not None else Path("output") / args.variant
     for name in ("steps", "batch_size", "lr", "d_model", "heads", "layers"):
@@ -106,9 +107,9 @@ class Interrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def measure(model, data, pairs, step):
-    """One row of metrics.csv: the model as it is before update `step + 1`."""
-    values = {**tools.evaluate(model, data), **tools.distances(model, pairs), "weight_norm": tools.weight_norm(model)}
+def measure(model, data, step):
+    """One row of metrics.csv: the model as it is after `step` updates, before the next."""
+    values = {**tools.evaluate(model, data), **tools.distances(model, data), "weight_norm": tools.weight_norm(model)}
     return {"step": step, **dict(zip(values, torch.stack(list(values.values())).tolist()))}
 
 
@@ -117,88 +118,109 @@ def log_line(r):
             f"train acc {r['train_acc']:.3f} | test acc {r['test_acc']:.3f} | marker dist {r['marker_distance']:.3f}")
 
 
-def train(args, resumed=None):
-    """Train as `args` says (continuing the checkpoint `resumed`, if given), write the run folder, return the summary."""
-    t_start = time.perf_counter()
+@dataclass
+class Run:
+    """A training run's state: what its checkpoint holds and what its outputs are drawn from."""
+
+    args: argparse.Namespace
+    data: tools.Data
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    batches: torch.Generator  # draws the batches; its state is saved, so a resumed run draws the same ones
+    rows: list  # one dict of metrics a step: metrics.csv
+    log: list  # train.log's lines
+    first: dict  # the token-vector tables at step 0, for tsne_first.png
+    step: int = 0
+    step_seconds: float = 0.0
+    interrupted: bool = False
+
+
+def start(args, resumed=None):
+    """A fresh run, measured at step 0, or the run of the checkpoint `resumed`, ready to go on."""
     device = tools.pick_device(args.device)
     variant = VARIANTS[args.variant]
     data = tools.make_data(variant).to(device)
     config = GPTConfig(vocab_size=len(data.vocab), block_size=variant.block_size, n_layer=args.layers,
                        n_head=args.heads, n_embd=args.d_model)
-
     tools.set_seed(args.seed)
     model = GPT(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=True)
     batches = torch.Generator().manual_seed(args.seed)
-    pairs = tools.pair_indices(data)
     if resumed is None:
-        step, rows, log = 0, [measure(model, data, pairs, 0)], []
         first = {k: w.detach().clone() for k, w in tools.vector_tables(model).items()}
-    else:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        for p, g in zip(model.parameters(), resumed["grads"] or []):
-            p.grad = g.to(device)
-        batches.set_state(resumed["rng"]["batches"])
-        torch.set_rng_state(resumed["rng"]["torch"])
-        step, first = resumed["step"], resumed["first_vectors"]
-        rows = [r for r in tools.read_csv(args.out / "metrics.csv") if r["step"] <= step]
-        log = (args.out / "train.log").read_text().splitlines()
-        if step >= args.steps:
-            raise UsageError(f"--resume: the run in {args.out} is already at step {step}; ask for more --steps")
+        return Run(args, data, model, optimizer, batches, [measure(model, data, 0)], [], first)
+    model.load_state_dict(resumed["model"])
+    optimizer.load_state_dict(resumed["optimizer"])
+    for p, g in zip(model.parameters(), resumed["grads"] or []):
+        p.grad = g.to(device)
+    batches.set_state(resumed["rng"]["batches"])
+    step = resumed["step"]
+    if step >= args.steps:
+        raise UsageError(f"--resume: the run in {args.out} is already at step {step}; ask for more --steps")
+    rows = [r for r in tools.read_csv(args.out / "metrics.csv") if r["step"] <= step]
+    log = (args.out / "train.log").read_text().splitlines()
+    return Run(args, data, model, optimizer, batches, rows, log, resumed["first_vectors"], step)
 
-    if not args.quiet and resumed is None:
-        print(f"{variant.name}: {model.num_params():,} parameters, {args.steps} steps on {device}")
-    log_every = max(1, args.steps // 50)
-    interrupt = Interrupt()
+
+def fit(run, stop=lambda: False):
+    """Train up to run.args.steps updates, measuring the model after each; `stop()` ends it early."""
+    args, model, optimizer = run.args, run.model, run.optimizer
     bar = None
     if not args.quiet:
         from tqdm import tqdm
-        bar = tqdm(total=args.steps, initial=step, desc=variant.name, unit="step", dynamic_ncols=True)
-    start_step, t0 = step, time.perf_counter()
-    while step < args.steps and not interrupt.requested:
-        x, y = tools.get_batch(data, args.batch_size, batches, args.shuffle_text)
+        if run.step == 0:
+            print(f"{args.variant}: {model.num_params():,} parameters, {args.steps} steps on {args.device}")
+        bar = tqdm(total=args.steps, initial=run.step, desc=args.variant, unit="step", dynamic_ncols=True)
+    log_every = max(1, args.steps // 50)
+    if run.step == 0:
+        run.log.append(log_line(run.rows[0]))
+    start_step, t0 = run.step, time.perf_counter()
+    while run.step < args.steps and not stop():
+        x, y = tools.get_batch(run.data, args.batch_size, run.batches, args.shuffle_text)
         _, loss = model(x, y)
         loss.backward()
         optimizer.step()
         if not args.accumulate_grads:
             optimizer.zero_grad(set_to_none=True)
-        step += 1
-        rows.append(measure(model, data, pairs, step))
+        run.step += 1
+        r = measure(model, run.data, run.step)
+        run.rows.append(r)
+        if r["step"] % log_every == 0 or r["step"] == args.steps:
+            run.log.append(log_line(r))
         if bar is not None:
             bar.update()
-            if step % 10 == 0 or step == args.steps:
-                r = rows[-1]
+            if run.step % 10 == 0 or run.step == args.steps:
                 bar.set_postfix(loss=f"{r['train_loss']:.3f}", train=f"{r['train_acc']:.2f}",
                                 test=f"{r['test_acc']:.2f}", refresh=False)
-    seconds = time.perf_counter() - t0
+    run.step_seconds = (time.perf_counter() - t0) / max(1, run.step - start_step)
+    run.interrupted = run.step < args.steps
     if bar is not None:
         bar.close()
-
-    Interrupt.ignore()
-    log += [log_line(r) for r in rows[start_step + 1 if resumed else 0:] if r["step"] % log_every == 0
-            or r["step"] == step]
-    return write_run(args, model, optimizer, batches, data, rows, log, first, step,
-                     step_seconds=seconds / max(1, step - start_step), interrupted=interrupt.requested,
-                     t_start=t_start)
+    return run
 
 
-def write_run(args, model, optimizer, batches, data, rows, log, first, step, step_seconds, interrupted, t_start):
-    """The checkpoint, metrics, log, summary and figures of a run, each written atomically."""
-    out, variant = args.out, data.variant
-    last = rows[-1]
-    summary = {
-        "variant": variant.name, "seed": args.seed, "steps": step, "params": model.num_params(),
+def summarize(run):
+    """summary.json's figures (wall_seconds is filled in once the outputs are written)."""
+    args, rows, last = run.args, run.rows, run.rows[-1]
+    return {
+        "variant": args.variant, "seed": args.seed, "steps": run.step, "params": run.model.num_params(),
         "train_acc": last["train_acc"], "test_acc": last["test_acc"],
         "step_train_100": tools.first_step(rows, "train_acc"), "step_test_100": tools.first_step(rows, "test_acc"),
         "marker_cosine_distance": last["marker_distance"], "letter_cosine_distance": last["letter_distance"],
         "marker_cosine_distance_out": last["marker_distance_out"],
         "letter_cosine_distance_out": last["letter_distance_out"],
         **{k: last[k] for k in tools.IN_CONTEXT_LABELS if k in last},
-        "accumulate_grads": args.accumulate_grads, "interrupted": interrupted,
-        "wall_seconds": None, "ms_per_step": round(1000 * step_seconds, 3),
-        "device": str(next(model.parameters()).device), "torch": torch.__version__, "args": plain_args(args),
+        "accumulate_grads": args.accumulate_grads, "interrupted": run.interrupted,
+        "wall_seconds": None, "ms_per_step": round(1000 * run.step_seconds, 3),
+        "device": str(next(run.model.parameters()).device), "torch": torch.__version__, "args": plain_args(args),
     }
+
+
+def write_run(run, t_start):
+    """The checkpoint, metrics, log, figures and summary of a run, each written atomically; returns the summary."""
+    args, model, data, step, out = run.args, run.model, run.data, run.step, run.args.out
+    variant, first, rows, optimizer, batches = data.variant, run.first, run.rows, run.optimizer, run.batches
+    summary = summarize(run)
     grads = [p.grad for p in model.parameters()] if args.accumulate_grads and step > 0 else None
     tools.save_checkpoint(out / "model.pt", {
         "model": model.state_dict(), "config": vars(model.config), "vocab": data.vocab.tokens,
@@ -208,7 +230,7 @@ def write_run(args, model, optimizer, batches, data, rows, log, first, step, ste
         "first_vectors": {k: v.cpu() for k, v in first.items()},
     })
     tools.write_text(out / "metrics.csv", tools.format_csv(rows))
-    tools.write_text(out / "train.log", "\n".join(log) + "\n")
+    tools.write_text(out / "train.log", "\n".join(run.log) + "\n")
     title = f"{variant.name}, seed {args.seed}" + (", accumulated gradients" if args.accumulate_grads else "")
     tools.plot_accuracy(rows, out / "accuracy.png", f"Accuracy: {title}")
     tools.plot_loss(rows, out / "loss.png", f"Loss: {title}")
@@ -219,6 +241,27 @@ def write_run(args, model, optimizer, batches, data, rows, log, first, step, ste
     summary["wall_seconds"] = round(time.perf_counter() - t_start, 2)
     tools.write_json(out / "summary.json", summary)  # last: a run folder with a summary is complete
     return summary
+
+
+def train(args, resumed=None):
+    """Train as `args` says (continuing the checkpoint `resumed`, if given), write the run folder, return the summary.
+
+    The first Ctrl-C stops training after the current step; the run is then saved as it is.
+    """
+    t_start = time.perf_counter()
+    run = start(args, resumed)
+    interrupt = Interrupt()
+    fit(run, stop=lambda: interrupt.requested)
+    Interrupt.ignore()
+    return write_run(run, t_start)
+
+
+def train_quietly(args):
+    """(summary, metric rows) of a run that writes nothing: for many runs side by side in worker processes."""
+    torch.set_num_threads(1)
+    args = argparse.Namespace(**{**vars(args), "quiet": True})
+    run = fit(start(args))
+    return summarize(run), run.rows
 
 
 def summary_line(s):
