@@ -264,6 +264,17 @@ def train_quietly(args):
     return summarize(run), run.rows
 
 
+def train_many(runs, n_jobs=-1, backend="loky"):
+    """train_quietly for each args in `runs`, side by side in worker processes: [(summary, rows), ...].
+
+    backend is any joblib backend: "loky" (local processes), or "dask" / "ray" once their
+    packages are installed and a cluster is connected.
+    """
+    from joblib import Parallel, delayed, parallel_config
+    with parallel_config(backend=backend, n_jobs=n_jobs):
+        return Parallel()(delayed(train_quietly)(args) for args in runs)
+
+
 def summary_line(s):
     def at(k):
         return "never" if s[k] is None else f"step {s[k]}"
