@@ -11,6 +11,7 @@ import os
 import random
 import string
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,9 +400,11 @@ def load_checkpoint(path):
     if path.stat().st_size == 0:
         raise UsageError(f"checkpoint {path} is empty")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; the error below says enough
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+        if "Unsupported global" in str(e):
             raise UsageError(f"refusing to load {path}: it holds Python objects that would need "
                              "arbitrary unpickling") from None
         raise UsageError(f"{path} is not a readable checkpoint (corrupt or not saved by torch.save)") from None
@@ -480,7 +483,11 @@ def plot_accuracy(rows, path, title):
     norm = ax.twinx()
     norm.plot(steps, [r["weight_norm"] for r in rows], color="grey", lw=1, label="weight L2 norm")
     norm.set_yscale("log")
-    norm.set_ylabel("weight L2 norm (log)")
+    from matplotlib.ticker import FuncFormatter
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # not 9.4x10^1 on a narrow range
+    norm.yaxis.set_major_formatter(plain)
+    norm.yaxis.set_minor_formatter(plain)
+    norm.set_ylabel("weight L2 norm (log scale)")
     lines = ax.get_lines() + norm.get_lines()
     ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     save_figure(fig, path)
