@@ -30,8 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 def get_parser():
     p = Parser(description="Train a small transformer to repeat the character before a marker, and test "
-                           "it on the inverted character-marker pairing it never saw.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           "it on the inverted character-marker pairing it never saw.")
     p.add_argument("--variant", choices=VARIANTS, default=None,
                    help="experiment version (default: 2g-samples; on --resume, the run's)")
     p.add_argument("--steps", type=int, default=None, help="total training steps (default: 500; 1000 for 2g-text)")
@@ -49,9 +48,9 @@ def get_parser():
                         "gradients so far")
     p.add_argument("--shuffle-text", action="store_true", default=None,
                    help="2g-text only: cut each batch from the training triples in a fresh random order")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default: auto, a GPU if there is one)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: output/<variant>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps total steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps total steps, with its settings")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the final summary line")
     return p
 
