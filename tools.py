@@ -6,7 +6,6 @@ alone from a notebook (`data = make_data(VARIANTS["2g-samples"])`, `evaluate(mod
 import csv
 import io
 import json
-import math
 import os
 import random
 import string

@@ -1,5 +1,4 @@
 """Each variant's data: the original's train and test sets, the inverted pairing, batches, probes."""
-import pytest
 import torch
 
 import tools
