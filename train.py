@@ -91,19 +91,21 @@ def plain_args(args):
 
 
 class Interrupt:
-    """Turns the first Ctrl-C into a request to stop after the current step."""
+    """The first Ctrl-C asks training to stop after the current step, instead of killing the process."""
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGINT, self.request)
+        self.previous = signal.signal(signal.SIGINT, self.request)
 
     def request(self, signum, frame):
         self.requested = True
 
-    @staticmethod
-    def ignore():
+    def hold(self):
         """While the outputs are written, a further Ctrl-C does nothing."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def release(self):
+        signal.signal(signal.SIGINT, self.previous)
 
 
 def measure(model, data, step):
@@ -250,9 +252,12 @@ def train(args, resumed=None):
     t_start = time.perf_counter()
     run = start(args, resumed)
     interrupt = Interrupt()
-    fit(run, stop=lambda: interrupt.requested)
-    Interrupt.ignore()
-    return write_run(run, t_start)
+    try:
+        fit(run, stop=lambda: interrupt.requested)
+        interrupt.hold()
+        return write_run(run, t_start)
+    finally:
+        interrupt.release()
 
 
 def train_quietly(args):

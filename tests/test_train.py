@@ -1,7 +1,9 @@
 """Training and the two entry points end to end: learning, outputs, checkpoints, determinism, resume."""
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -75,13 +77,16 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, extra):
 
 
 def test_ctrl_c_saves_the_run_and_exits_130(tmp_path):
+    """Stops at the end of the step, saves everything, says how to resume; a second Ctrl-C changes nothing."""
     out = tmp_path / "long"
     proc = subprocess.Popen([sys.executable, "train.py", "--steps", "100000", "--out", str(out)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # the progress bar: wait until training has really started
         if "step/s" in line or "s/step" in line:
             break
-    proc.send_signal(subprocess.signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # a second Ctrl-C, while the first is being handled or the run saved: ignored
+    proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "--resume" in stdout and "Traceback" not in stderr
