@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import itertools
+import json
 import re
 import shlex
 import sys
@@ -196,7 +197,10 @@ def connect(backend):
 
 
 def sweep(axes, runs, out, jobs=-1, backend="loky", command="", quiet=False):
-    """Train the runs not yet in out/runs.csv, adding each as it ends; then write points.csv, sweep.png, sweep.json."""
+    """Train the runs not yet in out/runs.csv, adding each as it ends; then write points.csv, sweep.png, sweep.json.
+
+    sweep.json lists every call of the sweep: its command, how many runs it trained, its wall time.
+    """
     t0 = time.perf_counter()
     rows = read_rows(out / "runs.csv")
     done = {tuple(r.get(k, "") for k in settings(runs[0][1])) for r in rows}
@@ -218,10 +222,11 @@ def sweep(axes, runs, out, jobs=-1, backend="loky", command="", quiet=False):
              f"{len(runs) // n_points} seeds per point")
     tools.plot_sweep(points, list(axes), out / "sweep.png", title)
     wall = round(time.perf_counter() - t0, 1)
-    tools.write_json(out / "sweep.json", {
-        "command": command, "axes": {k: [cell(v) for v in vs] for k, vs in axes.items()},
-        "seeds": sorted({a.seed for _, a in runs}), "runs": len(runs), "trained_now": len(todo),
-        "wall_seconds_now": wall, "backend": backend, "jobs": jobs})
+    history = json.loads((out / "sweep.json").read_text())["history"] if (out / "sweep.json").exists() else []
+    tools.write_json(out / "sweep.json", {  # the history keeps what each call trained and how long it took
+        "axes": {k: [cell(v) for v in vs] for k, vs in axes.items()}, "seeds": sorted({a.seed for _, a in runs}),
+        "runs": len(runs), "history": history + [{"command": command, "trained": len(todo), "wall_seconds": wall,
+                                                  "backend": backend, "jobs": jobs}]})
     return points, wall
 
 

@@ -607,15 +607,19 @@ def plot_sweep_heatmaps(points, axes, path, title):
         vmin, vmax = (0, 1) if key == "fraction_generalized" else (np.nanmin(values, initial=0), np.nanmax(values, initial=1))
         for facet, ax in zip(facets, column):
             cells = np.full((len(ys), len(xs)), np.nan)
-            runs = np.zeros((len(ys), len(xs)), dtype=int)
+            runs, reached = np.zeros((2, len(ys), len(xs)), dtype=int)
             for p, v in zip(points, values):
                 if tuple(p[a] for a in rest) == facet:
                     cells[ys.index(p[y_axis]), xs.index(p[x_axis])] = v
                     runs[ys.index(p[y_axis]), xs.index(p[x_axis])] = p["runs"]
+                    reached[ys.index(p[y_axis]), xs.index(p[x_axis])] = p.get(key.replace("_median", "_n")) or 0
             image = ax.imshow(cells, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
             for (i, j), v in np.ndenumerate(cells):
-                label = "-" if np.isnan(v) else f"{round(v * runs[i, j])}/{runs[i, j]}" if key == "fraction_generalized" \
-                    else f"{v:.0f}"
+                if key == "fraction_generalized":
+                    label = f"{round(v * runs[i, j])}/{runs[i, j]}"
+                else:  # the median is over the runs that got there: say how many when not all
+                    label = "-" if np.isnan(v) else f"{v:.0f}" + (f" ({reached[i, j]}/{runs[i, j]})"
+                                                                  if reached[i, j] < runs[i, j] else "")
                 ax.text(j, i, label, ha="center", va="center", fontsize=9,
                         bbox=dict(facecolor="white", alpha=0.7, lw=0, pad=1.5))
             ax.set_xticks(range(len(xs)), [text(x) for x in xs])

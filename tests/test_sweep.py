@@ -59,7 +59,7 @@ def test_tiny_sweep_writes_runs_points_and_figure(tmp_path):
         [("8", "1", "2"), ("8", "2", "2"), ("16", "1", "2"), ("16", "2", "2")]
     assert all(0 <= float(p["fraction_generalized"]) <= 1 for p in points)
     assert (out / "sweep.png").stat().st_size > 0
-    assert json.loads((out / "sweep.json").read_text())["trained_now"] == 8
+    assert json.loads((out / "sweep.json").read_text())["history"][-1]["trained"] == 8
 
 
 def test_repeated_sweep_skips_finished_runs(tmp_path):
@@ -70,10 +70,10 @@ def test_repeated_sweep_skips_finished_runs(tmp_path):
     (out / "runs.csv").write_text("".join((out / "runs.csv").read_text().splitlines(True)[:-1]))  # one run lost
     sweep.main(argv + ["--seeds", "3"])
     runs = read(out / "runs.csv")
-    assert json.loads((out / "sweep.json").read_text())["trained_now"] == 3  # the lost one and seed 2 twice
+    assert json.loads((out / "sweep.json").read_text())["history"][-1]["trained"] == 3  # the lost one and seed 2 twice
     assert runs[:3] == first[:3] and len(runs) == 6
     sweep.main(argv + ["--seeds", "3"])
-    assert json.loads((out / "sweep.json").read_text())["trained_now"] == 0 and read(out / "runs.csv") == runs
+    assert json.loads((out / "sweep.json").read_text())["history"][-1]["trained"] == 0 and read(out / "runs.csv") == runs
     assert [p["runs"] for p in read(out / "points.csv")] == ["3", "3"]
 
 
