@@ -32,16 +32,15 @@ def get_parser():
     # allow_abbrev=False: train.py's --seed must not be read as an abbreviation of --seeds
     p = train.Parser(prog="sweep.py", description="Train over a grid of train.py settings x seeds and summarise each grid point. "
                                  "Every other option is train.py's (see python train.py --help) and applies to "
-                                 "every run; its --seed is the first seed.",
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+                                 "every run; its --seed is the first seed.", allow_abbrev=False)
     p.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2,...",
                    help="an axis: a train.py option and its values; give one --grid per axis")
-    p.add_argument("--seeds", type=int, default=5, help="runs per grid point, with seeds --seed, --seed + 1, ...")
+    p.add_argument("--seeds", type=int, default=5, help="runs per grid point, with seeds --seed, --seed + 1, ... (default: 5)")
     p.add_argument("--name", default=None, help="the sweep's name (default: its axes' names joined by '-')")
     p.add_argument("--out", type=Path, default=None, help="sweep folder (default: output/sweeps/<name>)")
-    p.add_argument("--jobs", type=int, default=-1, help="runs side by side (-1: one per core, or per cluster worker)")
+    p.add_argument("--jobs", type=int, default=-1, help="runs side by side (default -1: one per core, or per cluster worker)")
     p.add_argument("--backend", choices=("loky", "dask", "ray"), default="loky",
-                   help="joblib backend: loky runs on this machine's cores; dask joins the scheduler in "
+                   help="joblib backend (default: loky, this machine's cores); dask joins the scheduler in "
                         "DASK_SCHEDULER_ADDRESS, ray the cluster in RAY_ADDRESS (their packages must be installed)")
     return p
 
