@@ -38,7 +38,9 @@ def load(args):
         raise UsageError(f"{path} is a checkpoint of {ckpt['variant']}, not of --variant {args.variant}")
     model = tools.model_from_checkpoint(ckpt, path)
     model.eval()
-    return path, ckpt, model, tools.make_data(VARIANTS[ckpt["variant"]])
+    settings = ckpt["args"]  # a run that trained on some inverted pairs is tested on the others
+    data = tools.make_data(VARIANTS[ckpt["variant"]], settings.get("inverted_fraction", 0.0), settings.get("seed", 0))
+    return path, ckpt, model, data
 
 
 def parse_prompts(texts, vocab, block_size):

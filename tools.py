@@ -193,10 +193,38 @@ def in_context_probes(variant, vocab, seed=0):
     }
 
 
-def make_data(variant):
-    """The variant's training set, its inverted-pairing test set, and the probes evaluated each step."""
+def moved_count(variant, inverted_fraction):
+    """How many of each group's inverted pairs move into training: the fraction of the group, rounded."""
+    return [math.floor(inverted_fraction * len(tokens) + 0.5) for _, tokens in variant.groups]
+
+
+def moved_pairs(variant, inverted_fraction, seed):
+    """Indices into pairing(variant, inverted=True) of the pairs moved into training, the same for a seed.
+
+    Each group gives the same fraction of its pairs, so no group's test is emptier than another's.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    moved, offset = [], 0
+    for (_, tokens), k in zip(variant.groups, moved_count(variant, inverted_fraction)):
+        moved += (offset + torch.randperm(len(tokens), generator=generator)[:k]).tolist()
+        offset += len(tokens)
+    return sorted(moved)
+
+
+def make_data(variant, inverted_fraction=0.0, seed=0):
+    """The variant's training set, its inverted-pairing test set, and the probes evaluated each step.
+
+    inverted_fraction > 0 (sample variants only) moves that fraction of the inverted pairs, chosen
+    by `seed`, into training; the test set is then the inverted pairs still held out.
+    """
     vocab = make_vocab(variant)
     train_pairs, test_pairs = pairing(variant, inverted=False), pairing(variant, inverted=True)
+    if inverted_fraction:
+        if variant.text:
+            raise ValueError("inverted_fraction applies to the sample variants only")
+        moved = set(moved_pairs(variant, inverted_fraction, seed))
+        train_pairs += [p for i, p in enumerate(test_pairs) if i in moved]
+        test_pairs = [p for i, p in enumerate(test_pairs) if i not in moved]
     if variant.text:
         train = text_split(vocab, train_pairs, variant.block_size)
         test = text_split(vocab, test_pairs, variant.block_size)
@@ -293,6 +321,24 @@ def distances(model, data):
 @torch.no_grad()
 def weight_norm(model):
     return torch.nn.utils.get_total_norm(list(model.parameters()))
+
+
+def grokfast(params, ema, alpha, lamb):
+    """Grokfast-EMA (Lee et al. 2024): amplify the slow part of each gradient, in place, before the update.
+
+    ema <- alpha * ema + (1 - alpha) * grad, then grad <- grad + lamb * ema. Returns the averages
+    (one tensor a parameter); pass ema=None at the first step: the average then starts at the first
+    gradient, as in the paper's code, rather than at zero.
+    """
+    grads = [p.grad for p in params]
+    if ema is None:
+        ema = [g.detach().clone() for g in grads]
+    else:
+        for e, g in zip(ema, grads):
+            e.mul_(alpha).add_(g, alpha=1 - alpha)
+    for e, g in zip(ema, grads):
+        g.add_(e, alpha=lamb)
+    return ema
 
 
 def first_step(rows, key, value=1.0):
@@ -499,6 +545,96 @@ def plot_loss(rows, path, title):
     ax.plot(steps, [r["test_loss"] for r in rows], label="test (inverted pairing)")
     ax.set(xlabel="step", ylabel="cross-entropy loss", yscale="log", title=title)
     ax.legend()
+    save_figure(fig, path)
+
+
+SWEEP_STEPS = {"step_train_100": ("train 100%", "tab:blue"), "step_test_100": ("test 100%", "tab:orange"),
+               "delay": ("delay (test - train)", "tab:green")}
+
+
+def sweep_value(points, key):
+    """points[i][key] as floats, NaN where a point has none (no run reached it)."""
+    return np.array([np.nan if p.get(key) is None else float(p[key]) for p in points])
+
+
+def plot_sweep(points, axes, path, title):
+    """A sweep's figure from points.csv's rows: line plots for one axis, heatmaps for two or more."""
+    if len(axes) == 1:
+        plot_sweep_lines(points, axes[0], path, title)
+    else:
+        plot_sweep_heatmaps(points, axes, path, title)
+
+
+def plot_sweep_lines(points, axis, path, title):
+    """Fraction generalised, and the steps' medians with interquartile bands, at each value of one axis."""
+    fig, (left, right) = figure(1, 2, figsize=(12, 4.5), layout="constrained")
+    pos = np.arange(len(points))
+    ticks = [f"{p[axis]:g}" if isinstance(p[axis], float) else str(p[axis]) for p in points]
+    left.plot(pos, sweep_value(points, "fraction_generalized"), marker="o", color="tab:purple",
+              label="fraction of seeds at test accuracy 1.0")
+    left.plot(pos, sweep_value(points, "test_acc_median"), marker="s", ls="--", color="tab:orange",
+              label="median final test accuracy")
+    left.set(xticks=pos, xticklabels=ticks, xlabel=axis, ylabel="fraction / accuracy", ylim=(-0.03, 1.03),
+             title="generalisation at the last step")
+    left.legend(fontsize=8)
+    for key, (name, colour) in SWEEP_STEPS.items():
+        right.plot(pos, sweep_value(points, f"{key}_median"), marker="o", color=colour, label=f"{name}, median")
+        right.fill_between(pos, sweep_value(points, f"{key}_q25"), sweep_value(points, f"{key}_q75"),
+                           color=colour, alpha=0.2, label=f"{name}, quartiles")
+    right.set(xticks=pos, xticklabels=ticks, xlabel=axis, ylabel="step",
+              title="first step at 100% (runs that got there)")
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_sweep_heatmaps(points, axes, path, title):
+    """Heatmaps over the first two axes: fraction generalised, median step of test 100%, median delay.
+
+    One row of heatmaps per combination of the other axes' values; empty cells: no run got there.
+    """
+    import matplotlib
+    x_axis, y_axis, rest = axes[0], axes[1], axes[2:]
+    xs = list(dict.fromkeys(p[x_axis] for p in points))
+    ys = list(dict.fromkeys(p[y_axis] for p in points))
+    facets = list(dict.fromkeys(tuple(p[a] for a in rest) for p in points))
+    panels = [("fraction_generalized", "fraction generalised", "RdYlGn"),
+              ("step_test_100_median", "median first step of test 100%", "viridis"),
+              ("delay_median", "median delay (test 100% - train 100%)", "viridis")]
+    fig, grid_axes = figure(len(facets), 3, figsize=(15, (0.5 * len(ys) + 2.4) * len(facets) + 0.6),
+                            squeeze=False, layout="constrained")
+
+    def text(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    for (key, name, cmap), column in zip(panels, grid_axes.T):
+        cmap = matplotlib.colormaps[cmap].with_extremes(bad="lightgrey")
+        values = sweep_value(points, key)
+        vmin, vmax = (0, 1) if key == "fraction_generalized" else (np.nanmin(values, initial=0), np.nanmax(values, initial=1))
+        for facet, ax in zip(facets, column):
+            cells = np.full((len(ys), len(xs)), np.nan)
+            runs, reached = np.zeros((2, len(ys), len(xs)), dtype=int)
+            for p, v in zip(points, values):
+                if tuple(p[a] for a in rest) == facet:
+                    cells[ys.index(p[y_axis]), xs.index(p[x_axis])] = v
+                    runs[ys.index(p[y_axis]), xs.index(p[x_axis])] = p["runs"]
+                    reached[ys.index(p[y_axis]), xs.index(p[x_axis])] = p.get(key.replace("_median", "_n")) or 0
+            image = ax.imshow(cells, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
+            for (i, j), v in np.ndenumerate(cells):
+                if key == "fraction_generalized":
+                    label = f"{round(v * runs[i, j])}/{runs[i, j]}"
+                else:  # the median is over the runs that got there: say how many when not all
+                    label = "-" if np.isnan(v) else f"{v:.0f}" + (f" ({reached[i, j]}/{runs[i, j]})"
+                                                                  if reached[i, j] < runs[i, j] else "")
+                ax.text(j, i, label, ha="center", va="center", fontsize=9,
+                        bbox=dict(facecolor="white", alpha=0.7, lw=0, pad=1.5))
+            ax.set_xticks(range(len(xs)), [text(x) for x in xs])
+            ax.set_yticks(range(len(ys)), [text(y) for y in ys])
+            ax.set(xlabel=x_axis, ylabel=y_axis,
+                   title=name + "".join(f"\n{a}={text(v)}" for a, v in zip(rest, facet)))
+            ax.title.set_fontsize(9)
+            fig.colorbar(image, ax=ax, label="fraction of seeds" if key == "fraction_generalized" else "step")
+    fig.suptitle(title)
     save_figure(fig, path)
 
 

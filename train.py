@@ -20,7 +20,9 @@ import tools
 from components import GPT, GPTConfig
 from tools import VARIANTS, DEFAULTS, UsageError
 
-MODEL_ARGS = ("variant", "d_model", "heads", "layers")  # what a resumed run cannot change
+MODEL_ARGS = ("variant", "d_model", "heads", "layers", "inverted_fraction")  # what a resumed run cannot change
+# Options newer than the first checkpoints: their defaults also stand in for what older checkpoints lack.
+LATER_DEFAULTS = dict(grokfast_alpha=0.98, grokfast_lamb=0.0, inverted_fraction=0.0)
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,6 +48,15 @@ def get_parser():
     p.add_argument("--accumulate-grads", action="store_true", default=None,
                    help="never zero the gradients, as the original did: each update uses the sum of all "
                         "gradients so far")
+    p.add_argument("--grokfast-alpha", type=float, default=None,
+                   help="Grokfast: momentum of each gradient's running average (default: 0.98, the paper's)")
+    p.add_argument("--grokfast-lamb", type=float, default=None,
+                   help="Grokfast: add this many times the running average to each gradient before the update; "
+                        "0 is off (default: 0; the paper uses 2)")
+    p.add_argument("--inverted-fraction", type=float, default=None,
+                   help="move this fraction of each group's inverted (test) pairs, chosen by --seed, into "
+                        "training; the test is then on the inverted pairs still held out (default: 0; "
+                        "sample variants only)")
     p.add_argument("--shuffle-text", action="store_true", default=None,
                    help="2g-text only: cut each batch from the training triples in a fresh random order")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (default: auto, a GPU if there is one)")
@@ -59,14 +70,15 @@ def resolve_args(args, resumed=None):
     """Fill what the user left unset: from the resumed run, else from the variant's defaults. Then check it."""
     given = {k: v for k, v in vars(args).items() if v is not None}
     if resumed is not None:
-        for k in MODEL_ARGS:
+        resumed = {**LATER_DEFAULTS, **resumed}
+        for k in MODEL_ARGS + (("seed",) if resumed["inverted_fraction"] else ()):  # the seed picks the data
             if k in given and given[k] != resumed[k]:
                 raise UsageError(f"--resume: the run in {args.out} has {k}={resumed[k]}, not {given[k]}")
         settings = {**vars(args), **resumed, **given}
     else:
         variant = VARIANTS[given.get("variant", "2g-samples")]
         defaults = dict(DEFAULTS, variant=variant.name, steps=variant.steps, seed=0, layers=variant.n_layer,
-                        accumulate_grads=False, shuffle_text=False)
+                        accumulate_grads=False, shuffle_text=False, **LATER_DEFAULTS)
         settings = {**vars(args), **defaults, **given}
     args = argparse.Namespace(**settings)
     args.out = Path(args.out) if args.out is not None else Path("output") / args.variant
@@ -77,6 +89,14 @@ def resolve_args(args, resumed=None):
         raise UsageError("--weight-decay must be >= 0 and --lr finite")
     if args.d_model % args.heads:
         raise UsageError(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")
+    if not (0 <= args.grokfast_alpha < 1 and 0 <= args.grokfast_lamb < math.inf):
+        raise UsageError("--grokfast-alpha must be in [0, 1) and --grokfast-lamb >= 0 and finite")
+    if args.inverted_fraction and VARIANTS[args.variant].text:
+        raise UsageError("--inverted-fraction applies to the sample variants, not to 2g-text")
+    if not (0 <= args.inverted_fraction < 1 and min(len(t) - k for (_, t), k in zip(
+            VARIANTS[args.variant].groups, tools.moved_count(VARIANTS[args.variant], args.inverted_fraction))) > 0):
+        raise UsageError(f"--inverted-fraction must be >= 0 and leave each group inverted pairs to test, "
+                         f"got {args.inverted_fraction}")
     if args.shuffle_text and not VARIANTS[args.variant].text:
         raise UsageError("--shuffle-text applies to the 2g-text variant only")
     if args.out.exists() and not args.out.is_dir():
@@ -132,6 +152,7 @@ class Run:
     log: list  # train.log's lines
     first: dict  # the token-vector tables at step 0, for tsne_first.png
     step: int = 0
+    grokfast: list = None  # Grokfast's running average of each parameter's gradient
     step_seconds: float = 0.0
     interrupted: bool = False
 
@@ -140,7 +161,7 @@ def start(args, resumed=None):
     """A fresh run, measured at step 0, or the run of the checkpoint `resumed`, ready to go on."""
     device = tools.pick_device(args.device)
     variant = VARIANTS[args.variant]
-    data = tools.make_data(variant).to(device)
+    data = tools.make_data(variant, args.inverted_fraction, args.seed).to(device)
     config = GPTConfig(vocab_size=len(data.vocab), block_size=variant.block_size, n_layer=args.layers,
                        n_head=args.heads, n_embd=args.d_model)
     tools.set_seed(args.seed)
@@ -155,12 +176,13 @@ def start(args, resumed=None):
     for p, g in zip(model.parameters(), resumed["grads"] or []):
         p.grad = g.to(device)
     batches.set_state(resumed["rng"]["batches"])
+    grokfast = [e.to(device) for e in resumed["grokfast"]] if resumed.get("grokfast") else None
     step = resumed["step"]
     if step >= args.steps:
         raise UsageError(f"--resume: the run in {args.out} is already at step {step}; ask for more --steps")
     rows = [r for r in tools.read_csv(args.out / "metrics.csv") if r["step"] <= step]
     log = (args.out / "train.log").read_text().splitlines()
-    return Run(args, data, model, optimizer, batches, rows, log, resumed["first_vectors"], step)
+    return Run(args, data, model, optimizer, batches, rows, log, resumed["first_vectors"], step, grokfast)
 
 
 def fit(run, stop=lambda: False):
@@ -180,9 +202,14 @@ def fit(run, stop=lambda: False):
         x, y = tools.get_batch(run.data, args.batch_size, run.batches, args.shuffle_text)
         _, loss = model(x, y)
         loss.backward()
+        if args.grokfast_lamb:
+            run.grokfast = tools.grokfast(model.parameters(), run.grokfast, args.grokfast_alpha, args.grokfast_lamb)
         optimizer.step()
         if not args.accumulate_grads:
             optimizer.zero_grad(set_to_none=True)
+        elif args.grokfast_lamb:  # the sum of all gradients goes on without this step's amplification
+            for p, e in zip(model.parameters(), run.grokfast):
+                p.grad.sub_(e, alpha=args.grokfast_lamb)
         run.step += 1
         r = measure(model, run.data, run.step)
         run.rows.append(r)
@@ -226,7 +253,7 @@ def write_run(run, t_start):
     tools.save_checkpoint(out / "model.pt", {
         "model": model.state_dict(), "config": vars(model.config), "vocab": data.vocab.tokens,
         "variant": variant.name, "args": plain_args(args), "step": step,
-        "optimizer": optimizer.state_dict(), "grads": grads,
+        "optimizer": optimizer.state_dict(), "grads": grads, "grokfast": run.grokfast,
         "rng": {"batches": batches.get_state(), "torch": torch.get_rng_state()},
         "first_vectors": {k: v.cpu() for k, v in first.items()},
     })
@@ -268,15 +295,16 @@ def train_quietly(args):
     return summarize(run), run.rows
 
 
-def train_many(runs, n_jobs=-1, backend="loky"):
+def train_many(runs, n_jobs=-1, backend="loky", return_as="list"):
     """train_quietly for each args in `runs`, side by side in worker processes: [(summary, rows), ...].
 
     backend is any joblib backend: "loky" (local processes), or "dask" / "ray" once their
-    packages are installed and a cluster is connected.
+    packages are installed and a cluster is connected. return_as="generator_unordered" yields each
+    result as soon as its run ends (summary["args"] tells which run it is).
     """
     from joblib import Parallel, delayed, parallel_config
     with parallel_config(backend=backend, n_jobs=n_jobs):
-        return Parallel()(delayed(train_quietly)(args) for args in runs)
+        return Parallel(return_as=return_as)(delayed(train_quietly)(args) for args in runs)
 
 
 def summary_line(s):
