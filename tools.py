@@ -677,7 +677,10 @@ def animate_training(frames, rows, data, path, title, fps=10, hold_seconds=0.5):
     acc_ax.legend(loc="center right", fontsize=8)
     # The first frame is drawn by draw_predictions and draw_tsne; later frames only change their
     # artists' colours, texts and positions, which costs about a quarter less than drawing them anew.
-    draw_predictions(grid_ax, frames[0]["grid"], data, "answer to each character + marker (green right, red wrong)")
+    grid_title = "answer to each character + marker (green right, red wrong)"
+    if data.variant.text:  # its accuracies count text windows; the grid asks the same pairs zero-shot
+        grid_title = "answer to each zero-shot prompt 'character marker' (green right, red wrong)"
+    draw_predictions(grid_ax, frames[0]["grid"], data, grid_title)
     draw_tsne(tsne_ax, points[0], data, "t-SNE of the output-layer rows")
     tsne_ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
     tsne_ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, handletextpad=0.1)
