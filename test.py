@@ -1,6 +1,7 @@
 """Check a trained model: score both pairings, or answer prompts of your own.
 
-    python test.py                              # 2g-samples: accuracies, wrong answers, marker distance
+    python test.py                              # 2g-samples: accuracies, wrong answers, marker distance,
+                                                # and tsne_test.png, attention.png beside the checkpoint
     python test.py a? A! b?                     # one line per prompt: PROMPT -> ANSWER
     python test.py --variant 2g-text 'a!ab?'    # the text model, with a one-shot prompt
     python test.py --checkpoint runs/x/model.pt
@@ -99,6 +100,9 @@ def report(path, ckpt, model, data):
     tools.plot_tsne(tools.vector_tables(model), data, path.parent / "tsne_test.png",
                     f"t-SNE of {path}: {ckpt['variant']}, step {ckpt['step']}")
     print(f"saved {path.parent / 'tsne_test.png'}")
+    title = f"Attention at step {ckpt['step']}: {ckpt['variant']}, seed {ckpt['args'].get('seed')}"
+    tools.plot_attention(model, data, path.parent / "attention.png", title)
+    print(f"saved {path.parent / 'attention.png'}")
 
 
 def main(argv=None):

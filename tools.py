@@ -6,6 +6,7 @@ alone from a notebook (`data = make_data(VARIANTS["2g-samples"])`, `evaluate(mod
 import csv
 import io
 import json
+import math
 import os
 import random
 import string
@@ -395,7 +396,8 @@ def atomic_path(path):
     """Yields a temporary path beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The temporary name ends in the real one's extension: some writers pick the format from it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     os.close(fd)
     try:
         yield tmp
@@ -712,4 +714,219 @@ def plot_predictions(model, data, path, title):
     grid = prediction_grid(model, data)
     fig, ax = figure(figsize=(10, 0.45 * len(grid[0]) + 1.2))
     draw_predictions(ax, grid, data, title)
+    save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# The training animation: a few snapshots recorded during training, one GIF frame each.
+
+def frame_steps(first, last, n_frames=100):
+    """At most n_frames evenly spaced steps from first to last, both included."""
+    return sorted(set(np.linspace(first, last, min(n_frames, last - first + 1)).round().astype(int).tolist()))
+
+
+@torch.no_grad()
+def snapshot(model, data, step):
+    """What a frame of the animation shows of the model: its answers and its output-layer rows.
+
+    The output-layer rows, not the input embeddings: at lr 1e-4 the embeddings (initialised at
+    scale 1) hardly move in a run, while the rows (initialised at scale 1/sqrt(n_embd)) do.
+    """
+    return {"step": step, "grid": prediction_grid(model, data), "vectors": model.lm_head.weight.detach().cpu().clone()}
+
+
+def tsne_affinities(X, perplexity):
+    """(F, V, V) symmetric input affinities of t-SNE for each of F sets of V points, each summing to one."""
+    F, V, _ = X.shape
+    sq = (X ** 2).sum(-1)
+    D = sq[:, :, None] + sq[:, None, :] - 2 * X @ X.transpose(0, 2, 1)  # squared distances (F, V, V)
+    off = ~np.eye(V, dtype=bool)
+    D = D / D[:, off].mean(1)[:, None, None]  # scale-free, so one search range fits every frame
+    D[:, ~off] = np.inf
+    # Each point's precision beta, bisected in log space until its neighbours' entropy is log(perplexity).
+    lo, hi = np.full((F, V, 1), -20.0), np.full((F, V, 1), 20.0)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        logits = -np.exp(mid) * D
+        p = np.exp(logits - logits.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        entropy = -(p * np.log(np.where(p > 0, p, 1))).sum(-1, keepdims=True)
+        too_flat = entropy > np.log(perplexity)
+        lo, hi = np.where(too_flat, mid, lo), np.where(too_flat, hi, mid)
+    P = p + p.transpose(0, 2, 1)
+    return np.maximum(P / P.sum((1, 2), keepdims=True), 1e-12)
+
+
+def joint_tsne(snapshots, perplexity=5, smoothing=30.0, n_iter=1000):
+    """2-D t-SNE maps (F, V, 2) of F snapshots of the same V vectors, fitted together as one problem.
+
+    Every frame keeps its own t-SNE objective, so each map shows that step's neighbours; after each
+    gradient step every point's path over the frames is smoothed (a proximal step on `smoothing`
+    x its squared moves between frames), so a point moves smoothly instead of jumping. Stacking the
+    snapshots into one sklearn fit would also be smooth, but a point's nearest neighbours are then
+    mostly its own copies at nearby steps, and 100 x 54 points took about 50 s on 2 shared cores;
+    this takes about 2 s.
+    Plain t-SNE otherwise: shared PCA start, early exaggeration 12 for 250 steps, momentum, gains.
+    """
+    X = np.asarray(snapshots, dtype=np.float64)  # (F, V, C)
+    F, V, C = X.shape
+    P = tsne_affinities(X, perplexity)
+    centred = X - X.reshape(-1, C).mean(0)
+    Y = centred @ np.linalg.svd(centred.reshape(-1, C), full_matrices=False)[2][:2].T  # (F, V, 2)
+    Y *= 1e-4 / Y[0].std()
+    path = 2 * np.eye(F) - np.eye(F, k=1) - np.eye(F, k=-1)  # Laplacian of the chain of frames
+    path[0, 0] = path[-1, -1] = 1
+    smooth = np.linalg.inv(np.eye(F) + smoothing * path)
+    update, gains = np.zeros_like(Y), np.ones_like(Y)
+    off = 1 - np.eye(V)
+    lr = max(V / 12 / 4, 50)  # sklearn's "auto" learning rate
+    for it in range(n_iter):
+        exaggeration, momentum = (12.0, 0.5) if it < 250 else (1.0, 0.8)
+        sq = (Y ** 2).sum(-1)
+        W = off / (1 + sq[:, :, None] + sq[:, None, :] - 2 * Y @ Y.transpose(0, 2, 1))  # Student-t kernel
+        PQ = (exaggeration * P - W / W.sum((1, 2), keepdims=True)) * W
+        grad = 4 * (PQ.sum(-1, keepdims=True) * Y - PQ @ Y)  # (F, V, 2) gradient of each frame's KL
+        gains = np.where(update * grad < 0, gains + 0.2, gains * 0.8).clip(0.01)
+        update = momentum * update - lr * gains * grad
+        Y = (smooth @ (Y + update).reshape(F, -1)).reshape(F, V, 2)
+    return Y
+
+
+def animate_training(frames, rows, data, path, title, fps=10, hold_seconds=0.5):
+    """training.gif: one frame per snapshot with the answer grid, the t-SNE map and the accuracy so far.
+
+    The last frame stays on screen for hold_seconds before the GIF loops.
+    """
+    from matplotlib.animation import PillowWriter
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):  # (F, 54, 54) arrays: on 2 shared cores, BLAS threads only wait for each other
+        points = joint_tsne(torch.stack([f["vectors"] for f in frames]).numpy())
+    lo, hi = points.reshape(-1, 2).min(0), points.reshape(-1, 2).max(0)
+    lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+    by_step = {r["step"]: r for r in rows}
+    steps = [r["step"] for r in rows if frames[0]["step"] <= r["step"] <= frames[-1]["step"]]
+    # Panels placed in inches: the answer grid across the top, the t-SNE map and the accuracy below.
+    grid_h = 0.27 * len(frames[0]["grid"][0])
+    W, H = 9.0, grid_h + 5.75
+    fig, grid_ax = figure(figsize=(W, H))
+    grid_ax.set_position([1.75 / W, 4.95 / H, (W - 1.95) / W, grid_h / H])
+    tsne_ax = fig.add_axes([0.15 / W, 0.5 / H, 4.1 / W, 3.9 / H])
+    acc_ax = fig.add_axes([5.85 / W, 0.5 / H, 3.0 / W, 3.9 / H])
+    # The accuracy panel is drawn once; each frame only moves its cursor.
+    acc_ax.plot(steps, [by_step[s]["train_acc"] for s in steps], label="train", color="tab:blue")
+    acc_ax.plot(steps, [by_step[s]["test_acc"] for s in steps], label="test (inverted pairing)", color="tab:orange")
+    cursor = acc_ax.axvline(frames[0]["step"], color="black", lw=1, label="this frame")
+    acc_ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02), title="accuracy")
+    acc_ax.legend(loc="center right", fontsize=8)
+    # The first frame is drawn by draw_predictions and draw_tsne; later frames only change their
+    # artists' colours, texts and positions, which costs about a quarter less than drawing them anew.
+    grid_title = "answer to each character + marker (green right, red wrong)"
+    if data.variant.text:  # its accuracies count text windows; the grid asks the same pairs zero-shot
+        grid_title = "answer to each zero-shot prompt 'character marker' (green right, red wrong)"
+    draw_predictions(grid_ax, frames[0]["grid"], data, grid_title)
+    draw_tsne(tsne_ax, points[0], data, "t-SNE of the output-layer rows")
+    tsne_ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
+    tsne_ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, handletextpad=0.1)
+    grid_ax.set(xticks=[], xlabel="")  # the letters in the cells say which column is which; text is the slow part
+    cells, labels = grid_ax.texts, tsne_ax.texts  # in the order the draw functions made them
+    groups = list(token_groups(data).values())
+    order = [i for ids in groups for i in ids]
+    writer = PillowWriter(fps=fps)
+    with atomic_path(path) as tmp:
+        with writer.saving(fig, tmp, dpi=90):
+            for frame, xy in zip(frames, points):
+                _, answers, right = frame["grid"]
+                grid_ax.images[0].set_data(right.numpy())
+                for cell, a in zip(cells, answers.flatten().tolist()):
+                    cell.set_text(data.vocab.tokens[a])
+                for dots, ids in zip(tsne_ax.collections, groups):
+                    dots.set_offsets(xy[ids])
+                for label, i in zip(labels, order):
+                    label.xy = xy[i]
+                cursor.set_xdata([frame["step"]])
+                r = by_step[frame["step"]]
+                fig.suptitle(f"{title}  -  step {frame['step']}:  train accuracy {r['train_acc']:.2f},  "
+                             f"test accuracy {r['test_acc']:.2f}", fontsize=12, y=1 - 0.12 / H)
+                writer.grab_frame()
+            # Pillow stores repeated identical frames as one longer frame: the hold costs no file size.
+            for _ in range(round(hold_seconds * fps)):
+                writer.grab_frame()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention maps
+
+def attention_prompts(data, n=4):
+    """(training prompts, test prompts): the same characters, each with its training marker and with the other.
+
+    2-token variants: about n characters spread over the groups. The text variant: two windows of
+    the training text ending at a marker, one among lowercase and one among uppercase triples, and
+    the same windows of the test text.
+    """
+    v = data.variant
+    if v.text:
+        rows = data.train.row[[len(data.train.row) // 8, len(data.train.row) * 5 // 8]]
+        return data.train.x[rows], data.test.x[rows]
+    per_group = max(1, n // len(v.groups))
+    train, test = [], []
+    for g, (_, tokens) in enumerate(v.groups):
+        for c in tokens[::len(tokens) // per_group][:per_group]:
+            train.append([data.vocab.ids[c], data.vocab.ids[marker_of(v, g, False)]])
+            test.append([data.vocab.ids[c], data.vocab.ids[marker_of(v, g, True)]])
+    device = data.train.x.device
+    return torch.tensor(train, device=device), torch.tensor(test, device=device)
+
+
+@torch.no_grad()
+def plot_attention(model, data, path, title):
+    """Each layer's and head's attention weights for training prompts (left) and test prompts (right).
+
+    One small map a prompt: row = the position that reads, column = the position read; future
+    positions are masked (grey). The panel title is the prompt and the model's answer at its end,
+    green when right.
+    """
+    train, test = attention_prompts(data)
+    prompts = torch.cat([train, test])  # (P, T)
+    att = torch.stack(model.attention(prompts), 1).cpu()  # (P, n_layer, n_head, T, T)
+    answers = predict(model, Probe(prompts, torch.full((len(prompts),), prompts.shape[1] - 1), None)).cpu()
+    expected = prompts[:, -2].cpu()  # every prompt ends in a marker; the answer is the character before it
+    P, L, H, T, _ = att.shape
+    k = len(train)
+    size = 0.55 + 0.23 * T  # inches a panel
+    fig, axes = figure(L * H, P + 1, figsize=(size * (P + 0.4) + 1.2, size * L * H + 1.2), squeeze=False,
+                       gridspec_kw=dict(width_ratios=[1] * k + [0.4] + [1] * k, wspace=0.15, hspace=0.5 if T > 2 else 0.7))
+    future = np.triu(np.ones((T, T), dtype=bool), 1)
+    for i in range(P):
+        col = i if i < k else i + 1
+        tokens = [data.vocab.tokens[t] for t in prompts[i].tolist()]
+        for layer in range(L):
+            for head in range(H):
+                ax = axes[layer * H + head, col]
+                a = att[i, layer, head].numpy()
+                image = ax.imshow(np.ma.masked_array(a, future), cmap="Blues", vmin=0, vmax=1)
+                ax.set_facecolor("0.85")
+                ax.set_xticks(range(T), tokens, fontsize=8)
+                ax.set_yticks(range(T), tokens, fontsize=8)
+                ax.tick_params(length=0, pad=1)
+                if T <= 4:  # small maps: the weights as numbers
+                    for q in range(T):
+                        for key in range(q + 1):
+                            ax.text(key, q, f"{a[q, key]:.2f}", ha="center", va="center", fontsize=7,
+                                    color="white" if a[q, key] > 0.6 else "black")
+                if col == 0:
+                    ax.set_ylabel(f"layer {layer + 1}\nhead {head + 1}", fontsize=8)
+                if layer == head == 0:
+                    right = answers[i] == expected[i]
+                    ax.set_title(f"{data.vocab.decode(prompts[i].tolist())} -> {data.vocab.tokens[answers[i]]}",
+                                 fontsize=8, color="tab:green" if right else "tab:red")
+    for ax in axes[:, k]:
+        ax.axis("off")
+    fig.colorbar(image, ax=axes, shrink=0.5, label="attention weight (row reads column)")
+    top = axes[0, 0].get_position().y1  # the headers go above the panels, wherever the colour bar left them
+    for name, first, last in (("training prompts", 0, k - 1), ("test prompts: the other marker", k + 1, P)):
+        x = (axes[0, first].get_position().x0 + axes[0, last].get_position().x1) / 2
+        fig.text(x, top + 0.035 + 0.25 / fig.get_figheight(), name, ha="center", fontsize=10, weight="bold")
+    fig.suptitle(title, y=top + 0.06 + 0.55 / fig.get_figheight())
     save_figure(fig, path)

@@ -3,6 +3,7 @@
     python train.py                                   # 2g-samples, the original's settings
     python train.py --variant 3g-samples --seed 1     # another variant, another seed
     python train.py --out output/2g-samples --resume --steps 2000
+    python train.py --animate                         # also training.gif, the run as an animation
 
 The run folder gets model.pt, metrics.csv (one row per step), summary.json, train.log and figures.
 """
@@ -63,6 +64,8 @@ def get_parser():
     p.add_argument("--out", type=Path, default=None, help="run folder (default: output/<variant>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps total steps, with its settings")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the final summary line")
+    p.add_argument("--animate", action="store_true",
+                   help="also write training.gif: answers, t-SNE map and accuracy at up to 100 evenly spaced steps")
     return p
 
 
@@ -107,7 +110,7 @@ def resolve_args(args, resumed=None):
 def plain_args(args):
     """The run's settings as plain data, for the checkpoint and summary.json."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-            if k not in ("resume", "quiet")}
+            if k not in ("resume", "quiet", "animate")}
 
 
 class Interrupt:
@@ -155,6 +158,7 @@ class Run:
     grokfast: list = None  # Grokfast's running average of each parameter's gradient
     step_seconds: float = 0.0
     interrupted: bool = False
+    frames: list = None  # snapshots for training.gif (tools.snapshot), when animated
 
 
 def start(args, resumed=None):
@@ -185,8 +189,11 @@ def start(args, resumed=None):
     return Run(args, data, model, optimizer, batches, rows, log, resumed["first_vectors"], step, grokfast)
 
 
-def fit(run, stop=lambda: False):
-    """Train up to run.args.steps updates, measuring the model after each; `stop()` ends it early."""
+def fit(run, stop=lambda: False, after_step=lambda run: None):
+    """Train up to run.args.steps updates, measuring the model after each; `stop()` ends it early.
+
+    after_step(run) is called once each step is measured (the animation records its frames there).
+    """
     args, model, optimizer = run.args, run.model, run.optimizer
     bar = None
     if not args.quiet:
@@ -213,6 +220,7 @@ def fit(run, stop=lambda: False):
         run.step += 1
         r = measure(model, run.data, run.step)
         run.rows.append(r)
+        after_step(run)
         if r["step"] % log_every == 0 or r["step"] == args.steps:
             run.log.append(log_line(r))
         if bar is not None:
@@ -266,6 +274,9 @@ def write_run(run, t_start):
     tools.plot_tsne(tools.vector_tables(model), data, out / "tsne_last.png", f"t-SNE at step {step}: {title}",
                     args.seed)
     tools.plot_predictions(model, data, out / "predictions.png", f"Answers at step {step}: {title}")
+    tools.plot_attention(model, data, out / "attention.png", f"Attention at step {step}: {title}")
+    if run.frames:
+        tools.animate_training(run.frames, rows, data, out / "training.gif", title)
     summary["wall_seconds"] = round(time.perf_counter() - t_start, 2)
     tools.write_json(out / "summary.json", summary)  # last: a run folder with a summary is complete
     return summary
@@ -279,9 +290,21 @@ def train(args, resumed=None):
     t_start = time.perf_counter()
     run = start(args, resumed)
     interrupt = Interrupt()
+    record = lambda run: None
+    if args.animate:
+        # Frames from where this run starts (step 0, or the resumed step) to its end; only
+        # those steps pay for a snapshot.
+        steps = set(tools.frame_steps(run.step, args.steps))
+        run.frames = [tools.snapshot(run.model, run.data, run.step)]
+
+        def record(run):
+            if run.step in steps:
+                run.frames.append(tools.snapshot(run.model, run.data, run.step))
     try:
-        fit(run, stop=lambda: interrupt.requested)
+        fit(run, stop=lambda: interrupt.requested, after_step=record)
         interrupt.hold()
+        if run.frames and run.frames[-1]["step"] != run.step:  # interrupted: the last frame shows where it stopped
+            run.frames.append(tools.snapshot(run.model, run.data, run.step))
         return write_run(run, t_start)
     finally:
         interrupt.release()
