@@ -3,8 +3,10 @@
     python train.py                                   # 2g-samples, the original's settings
     python train.py --variant 3g-samples --seed 1     # another variant, another seed
     python train.py --out output/2g-samples --resume --steps 2000
+    python train.py --seeds 20 --accumulate-grads  # seeds 0..19 -> output/2g-samples/seeds-accumulate/
 
 The run folder gets model.pt, metrics.csv (one row per step), summary.json, train.log and figures.
+A seed study writes only seeds.csv (a row per seed), seeds.json (their aggregate) and seeds.png.
 """
 import argparse
 import math
@@ -21,6 +23,12 @@ from components import GPT, GPTConfig
 from tools import VARIANTS, DEFAULTS, UsageError
 
 MODEL_ARGS = ("variant", "d_model", "heads", "layers")  # what a resumed run cannot change
+# What a seed study's folder is named after when it differs from the variant's default; flags are
+# named by their option, except these shorter ones. The first seed is named too, so that studies
+# of other seeds do not overwrite each other.
+STUDY_ARGS = ("seed", "steps", "lr", "weight_decay", "batch_size", "d_model", "heads", "layers",
+              "accumulate_grads", "shuffle_text")
+STUDY_NAMES = {"seed": "from", "accumulate_grads": "accumulate"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,6 +61,11 @@ def get_parser():
     p.add_argument("--out", type=Path, default=None, help="run folder (default: output/<variant>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps total steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the final summary line")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="train this many seeds (--seed, --seed + 1, ...) side by side, and write only their "
+                        "aggregate to <out>/seeds<suffix>/, the suffix naming the non-default settings")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="with --seeds: worker processes (-1: one per core)")
     return p
 
 
@@ -82,13 +95,17 @@ def resolve_args(args, resumed=None):
         raise UsageError("--shuffle-text applies to the 2g-text variant only")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds must be positive, got {args.seeds}")
+    if args.jobs == 0:
+        raise UsageError("--jobs must not be 0 (-1: one per core)")
     return args
 
 
 def plain_args(args):
     """The run's settings as plain data, for the checkpoint and summary.json."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-            if k not in ("resume", "quiet")}
+            if k not in ("resume", "quiet", "seeds", "jobs")}
 
 
 class Interrupt:
@@ -275,6 +292,67 @@ def train_many(runs, n_jobs=-1, backend="loky"):
         return Parallel()(delayed(train_quietly)(args) for args in runs)
 
 
+def study_folder(args):
+    """<out>/seeds<suffix>: '-accumulate', '-shuffle-text', '-lr0.001', ... for each non-default setting."""
+    default = resolve_args(get_parser().parse_args(["--variant", args.variant]))
+    name = "seeds"
+    for k in STUDY_ARGS:
+        value = getattr(args, k)
+        if value != getattr(default, k):
+            flag = STUDY_NAMES.get(k, k.replace("_", "-"))
+            name += f"-{flag}" if isinstance(value, bool) else f"-{flag}{value}"
+    return args.out / name
+
+
+def seed_line(s):
+    def at(k):
+        return "never" if s[k] is None else f"{s[k]:4d}"
+    return (f"seed {s['seed']:3d}: train acc {s['train_acc']:.3f} (100% at {at('step_train_100')}), "
+            f"test acc {s['test_acc']:.3f} (100% at {at('step_test_100')}), marker distance "
+            f"{s['marker_cosine_distance']:.3f} vs letter pairs {s['letter_cosine_distance']:.3f}")
+
+
+def aggregate_line(a):
+    def iqr(q):
+        return "never" if q["median"] is None else f"{q['median']:.0f} [{q['q25']:.0f}-{q['q75']:.0f}] (n={q['n']})"
+    return (f"{a['n']} seeds: {a['fraction_generalized']:.0%} reach test acc 1.0; steps to 100% train "
+            f"{iqr(a['step_train_100'])}, to 100% test {iqr(a['step_test_100'])}, delay {iqr(a['delay'])}; "
+            f"markers closer than the median letter pair in {a['fraction_markers_closer']:.0%} (input) and "
+            f"{a['fraction_markers_closer_out']:.0%} (output layer) of seeds")
+
+
+def train_seeds(args):
+    """Train args.seeds seeds from args.seed on, in worker processes; write the study's three files.
+
+    Returns (the study's folder, its seeds.json).
+    """
+    t_start = time.perf_counter()
+    folder = study_folder(args)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    if not args.quiet:
+        print(f"{args.variant}: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {args.steps} steps each, "
+              f"-> {folder}")
+    results = train_many([argparse.Namespace(**{**vars(args), "seed": s}) for s in seeds], n_jobs=args.jobs)
+    # The markers' distance at step 0 too: whether training moved them, or they started where they end.
+    rows = [{"seed": s["seed"], **tools.result_row(s), "marker_cosine_distance_step0": r[0]["marker_distance"],
+             "marker_cosine_distance_out_step0": r[0]["marker_distance_out"]} for s, r in results]
+    title = (f"{args.variant}, seeds {seeds[0]}-{seeds[-1]}" + (", accumulated gradients" if args.accumulate_grads
+             else "") + (", shuffled text" if args.shuffle_text else ""))
+    tools.write_text(folder / "seeds.csv", tools.format_csv(rows))
+    tools.plot_seeds([r for _, r in results], folder / "seeds.png", f"Seed study: {title}")
+    study = {"variant": args.variant, "seeds": seeds, **tools.aggregate(rows),
+             **{k: tools.quartiles(r[k] for r in rows) for k in rows[0] if k.endswith("_step0")},
+             "args": {k: v for k, v in plain_args(args).items() if k != "seed"},
+             "wall_seconds": round(time.perf_counter() - t_start, 2), "torch": torch.__version__}
+    tools.write_json(folder / "seeds.json", study)
+    if not args.quiet:
+        for s, _ in results:
+            print(seed_line(s))
+    return folder, study
+
+
 def summary_line(s):
     def at(k):
         return "never" if s[k] is None else f"step {s[k]}"
@@ -288,6 +366,8 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
         resumed = None
+        if args.seeds is not None and args.resume:
+            raise UsageError("--seeds trains fresh runs; it cannot --resume")
         if args.resume:
             if args.out is None:
                 raise UsageError("--resume needs --out DIR, the run folder to continue")
@@ -295,6 +375,11 @@ def main(argv=None):
                 raise UsageError(f"--resume: no checkpoint at {args.out / 'model.pt'}")
             resumed = tools.load_checkpoint(args.out / "model.pt")
         args = resolve_args(args, resumed and resumed["args"])
+        if args.seeds is not None:
+            folder, study = train_seeds(args)
+            print(aggregate_line(study))
+            print(f"wrote {folder}/seeds.csv, seeds.json, seeds.png in {study['wall_seconds']:.1f} s")
+            return study
         summary = train(args, resumed)
     except UsageError as e:
         sys.exit(f"train.py: error: {e}")
