@@ -23,7 +23,7 @@ import tools
 import train
 from tools import UsageError
 
-NOT_AXES = {"help", "out", "resume", "quiet", "device", "seed"}  # the seed is --seeds' axis
+NOT_AXES = {"help", "out", "resume", "quiet", "device", "seed", "seeds", "jobs", "animate"}  # seeds: --seeds
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 POINT_STEPS = ("step_train_100", "step_test_100", "delay")
 

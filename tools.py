@@ -353,10 +353,13 @@ RESULT_KEYS = ("train_acc", "test_acc", "step_train_100", "step_test_100", "dela
 
 
 def result_row(summary):
-    """A run's summary reduced to the figures compared across runs; delay = step_test_100 - step_train_100."""
+    """A run's summary reduced to the figures compared across runs; delay = step_test_100 - step_train_100.
+
+    The text variant's runs also carry their in-context accuracies.
+    """
     s = dict(summary)
     s["delay"] = None if None in (s["step_train_100"], s["step_test_100"]) else s["step_test_100"] - s["step_train_100"]
-    return {k: s[k] for k in RESULT_KEYS}
+    return {k: s[k] for k in (*RESULT_KEYS, *IN_CONTEXT_LABELS) if k in s}
 
 
 def quartiles(values):
@@ -374,6 +377,7 @@ def aggregate(rows):
     fraction_generalized: share of runs whose final test accuracy is 1.0. Steps and delay are
     summarised over the runs that reached them (their count is `n` in each). The markers' cosine
     distance is set against the median distance of same-group letter pairs in the same table.
+    In-context accuracies (text variant) get their quartiles and the share of runs at 1.0.
     """
     out = {"n": len(rows), "fraction_generalized": float(np.mean([r["test_acc"] == 1.0 for r in rows]))}
     for k in ("step_train_100", "step_test_100", "delay"):
@@ -384,6 +388,10 @@ def aggregate(rows):
         out["marker_cosine_distance" + suffix] = quartiles(markers)
         out["letter_cosine_distance" + suffix] = quartiles(letters)
         out["fraction_markers_closer" + suffix] = float(np.mean([m < l for m, l in zip(markers, letters)]))
+    for k in IN_CONTEXT_LABELS:
+        if k in rows[0]:
+            values = [r[k] for r in rows]
+            out[k] = {**quartiles(values), "fraction_perfect": float(np.mean([v == 1.0 for v in values]))}
     return out
 
 
@@ -417,12 +425,12 @@ def write_json(path, obj):
 
 
 def format_csv(rows):
-    """Rows of numbers as CSV text with a fixed format, so equal runs give equal bytes."""
+    """Rows of numbers as CSV text with a fixed format, so equal runs give equal bytes; None is an empty cell."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(rows[0].keys())
     for r in rows:
-        writer.writerow([v if isinstance(v, int) else f"{v:.7g}" for v in r.values()])
+        writer.writerow(["" if v is None else v if isinstance(v, int) else f"{v:.7g}" for v in r.values()])
     return buf.getvalue()
 
 
@@ -636,6 +644,53 @@ def plot_sweep_heatmaps(points, axes, path, title):
                    title=name + "".join(f"\n{a}={text(v)}" for a, v in zip(rest, facet)))
             ax.title.set_fontsize(9)
             fig.colorbar(image, ax=ax, label="fraction of seeds" if key == "fraction_generalized" else "step")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def curves(runs, key):
+    """(steps, runs' values) of one metric: the step axis and a (n_runs, n_steps) array."""
+    return np.array([r["step"] for r in runs[0]]), np.array([[r[key] for r in rows] for rows in runs])
+
+
+def draw_band(ax, steps, values, color, label, ls="-"):
+    """The median over runs (bold) and the band between the 25th and 75th percentiles."""
+    q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
+    ax.plot(steps, median, color=color, lw=2, ls=ls, label=label)
+    ax.fill_between(steps, q25, q75, color=color, alpha=0.2, lw=0)
+
+
+def plot_seeds(runs, path, title):
+    """Many seeds' runs (a list of metric-row lists) in one figure.
+
+    Left: every seed's train and test accuracy (thin), their medians (bold) and interquartile bands.
+    Middle: the markers' cosine distance against the median same-group letter pair, in both vector
+    tables. Right, for the text variant: the in-context accuracies' medians, telling copying from
+    the alphabetical-successor shortcut.
+    """
+    in_context = [k for k in IN_CONTEXT_LABELS if k in runs[0][0]]
+    fig, axes = figure(1, 3 if in_context else 2, figsize=(19 if in_context else 13, 4.8))
+    ax = axes[0]
+    for key, color, label in (("train_acc", "tab:blue", "train"), ("test_acc", "tab:orange", "test (inverted pairing)")):
+        steps, values = curves(runs, key)
+        ax.plot(steps, values.T, color=color, lw=0.5, alpha=0.35)
+        draw_band(ax, steps, values, color, f"{label}: median, IQR band")
+    ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02), title=f"Accuracy, each of {len(runs)} seeds")
+    ax.legend(loc="lower right", fontsize=8)
+    ax = axes[1]
+    for suffix, ls, table in (("", "-", "input embeddings"), ("_out", "--", "output-layer rows")):
+        draw_band(ax, *curves(runs, "marker_distance" + suffix), "tab:red", f"markers, {table}", ls)
+        draw_band(ax, *curves(runs, "letter_distance" + suffix), "tab:grey", f"same-group letter pairs, {table}", ls)
+    ax.set(xlabel="step", ylabel="cosine distance (median over seeds)", title="Markers vs typical letter pair")
+    ax.legend(fontsize=8)
+    if in_context:
+        ax = axes[2]
+        draw_band(ax, *curves(runs, "test_acc"), "black", "test text (original order)")
+        for key, color in zip(in_context, ("tab:green", "tab:purple", "tab:brown", "tab:olive")):
+            draw_band(ax, *curves(runs, key), color, IN_CONTEXT_LABELS[key])
+        ax.set(xlabel="step", ylabel="accuracy (median over seeds)", ylim=(-0.02, 1.02),
+               title="Inverted pairing: which rule is used")
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     save_figure(fig, path)
 

@@ -4,8 +4,10 @@
     python train.py --variant 3g-samples --seed 1     # another variant, another seed
     python train.py --out output/2g-samples --resume --steps 2000
     python train.py --animate                         # also training.gif, the run as an animation
+    python train.py --seeds 20 --accumulate-grads  # seeds 0..19 -> output/2g-samples/seeds-accumulate/
 
 The run folder gets model.pt, metrics.csv (one row per step), summary.json, train.log and figures.
+A seed study writes only seeds.csv (a row per seed), seeds.json (their aggregate) and seeds.png.
 """
 import argparse
 import math
@@ -22,8 +24,12 @@ from components import GPT, GPTConfig
 from tools import VARIANTS, DEFAULTS, UsageError
 
 MODEL_ARGS = ("variant", "d_model", "heads", "layers", "inverted_fraction")  # what a resumed run cannot change
-# Options newer than the first checkpoints: their defaults also stand in for what older checkpoints lack.
-LATER_DEFAULTS = dict(grokfast_alpha=0.98, grokfast_lamb=0.0, inverted_fraction=0.0)
+# What a seed study's folder is named after when it differs from the variant's default; flags are
+# named by their option, except these shorter ones. The first seed is named too, so that studies
+# of other seeds do not overwrite each other.
+STUDY_ARGS = ("seed", "steps", "lr", "weight_decay", "batch_size", "d_model", "heads", "layers",
+              "accumulate_grads", "grokfast_alpha", "grokfast_lamb", "inverted_fraction", "shuffle_text")
+STUDY_NAMES = {"seed": "from", "accumulate_grads": "accumulate"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,6 +72,11 @@ def get_parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the final summary line")
     p.add_argument("--animate", action="store_true",
                    help="also write training.gif: answers, t-SNE map and accuracy at up to 100 evenly spaced steps")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="train this many seeds (--seed, --seed + 1, ...) side by side, and write only their "
+                        "aggregate to <out>/seeds<suffix>/, the suffix naming the non-default settings")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="with --seeds: worker processes (-1: one per core)")
     return p
 
 
@@ -73,7 +84,6 @@ def resolve_args(args, resumed=None):
     """Fill what the user left unset: from the resumed run, else from the variant's defaults. Then check it."""
     given = {k: v for k, v in vars(args).items() if v is not None}
     if resumed is not None:
-        resumed = {**LATER_DEFAULTS, **resumed}
         for k in MODEL_ARGS + (("seed",) if resumed["inverted_fraction"] else ()):  # the seed picks the data
             if k in given and given[k] != resumed[k]:
                 raise UsageError(f"--resume: the run in {args.out} has {k}={resumed[k]}, not {given[k]}")
@@ -81,7 +91,8 @@ def resolve_args(args, resumed=None):
     else:
         variant = VARIANTS[given.get("variant", "2g-samples")]
         defaults = dict(DEFAULTS, variant=variant.name, steps=variant.steps, seed=0, layers=variant.n_layer,
-                        accumulate_grads=False, shuffle_text=False, **LATER_DEFAULTS)
+                        accumulate_grads=False, grokfast_alpha=0.98, grokfast_lamb=0.0, inverted_fraction=0.0,
+                        shuffle_text=False)
         settings = {**vars(args), **defaults, **given}
     args = argparse.Namespace(**settings)
     args.out = Path(args.out) if args.out is not None else Path("output") / args.variant
@@ -104,13 +115,17 @@ def resolve_args(args, resumed=None):
         raise UsageError("--shuffle-text applies to the 2g-text variant only")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds must be positive, got {args.seeds}")
+    if args.jobs == 0:
+        raise UsageError("--jobs must not be 0 (-1: one per core)")
     return args
 
 
 def plain_args(args):
     """The run's settings as plain data, for the checkpoint and summary.json."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-            if k not in ("resume", "quiet", "animate")}
+            if k not in ("resume", "quiet", "animate", "seeds", "jobs")}
 
 
 class Interrupt:
@@ -330,6 +345,67 @@ def train_many(runs, n_jobs=-1, backend="loky", return_as="list"):
         return Parallel(return_as=return_as)(delayed(train_quietly)(args) for args in runs)
 
 
+def study_folder(args):
+    """<out>/seeds<suffix>: '-accumulate', '-shuffle-text', '-lr0.001', ... for each non-default setting."""
+    default = resolve_args(get_parser().parse_args(["--variant", args.variant]))
+    name = "seeds"
+    for k in STUDY_ARGS:
+        value = getattr(args, k)
+        if value != getattr(default, k):
+            flag = STUDY_NAMES.get(k, k.replace("_", "-"))
+            name += f"-{flag}" if isinstance(value, bool) else f"-{flag}{value}"
+    return args.out / name
+
+
+def seed_line(s):
+    def at(k):
+        return "never" if s[k] is None else f"{s[k]:4d}"
+    return (f"seed {s['seed']:3d}: train acc {s['train_acc']:.3f} (100% at {at('step_train_100')}), "
+            f"test acc {s['test_acc']:.3f} (100% at {at('step_test_100')}), marker distance "
+            f"{s['marker_cosine_distance']:.3f} vs letter pairs {s['letter_cosine_distance']:.3f}")
+
+
+def aggregate_line(a):
+    def iqr(q):
+        return "never" if q["median"] is None else f"{q['median']:.0f} [{q['q25']:.0f}-{q['q75']:.0f}] (n={q['n']})"
+    return (f"{a['n']} seeds: {a['fraction_generalized']:.0%} reach test acc 1.0; steps to 100% train "
+            f"{iqr(a['step_train_100'])}, to 100% test {iqr(a['step_test_100'])}, delay {iqr(a['delay'])}; "
+            f"markers closer than the median letter pair in {a['fraction_markers_closer']:.0%} (input) and "
+            f"{a['fraction_markers_closer_out']:.0%} (output layer) of seeds")
+
+
+def train_seeds(args):
+    """Train args.seeds seeds from args.seed on, in worker processes; write the study's three files.
+
+    Returns (the study's folder, its seeds.json).
+    """
+    t_start = time.perf_counter()
+    folder = study_folder(args)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    if not args.quiet:
+        print(f"{args.variant}: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {args.steps} steps each, "
+              f"-> {folder}")
+    results = train_many([argparse.Namespace(**{**vars(args), "seed": s}) for s in seeds], n_jobs=args.jobs)
+    # The markers' distance at step 0 too: whether training moved them, or they started where they end.
+    rows = [{"seed": s["seed"], **tools.result_row(s), "marker_cosine_distance_step0": r[0]["marker_distance"],
+             "marker_cosine_distance_out_step0": r[0]["marker_distance_out"]} for s, r in results]
+    title = (f"{args.variant}, seeds {seeds[0]}-{seeds[-1]}" + (", accumulated gradients" if args.accumulate_grads
+             else "") + (", shuffled text" if args.shuffle_text else ""))
+    tools.write_text(folder / "seeds.csv", tools.format_csv(rows))
+    tools.plot_seeds([r for _, r in results], folder / "seeds.png", f"Seed study: {title}")
+    study = {"variant": args.variant, "seeds": seeds, **tools.aggregate(rows),
+             **{k: tools.quartiles(r[k] for r in rows) for k in rows[0] if k.endswith("_step0")},
+             "args": {k: v for k, v in plain_args(args).items() if k != "seed"},
+             "wall_seconds": round(time.perf_counter() - t_start, 2), "torch": torch.__version__}
+    tools.write_json(folder / "seeds.json", study)
+    if not args.quiet:
+        for s, _ in results:
+            print(seed_line(s))
+    return folder, study
+
+
 def summary_line(s):
     def at(k):
         return "never" if s[k] is None else f"step {s[k]}"
@@ -343,6 +419,8 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
         resumed = None
+        if args.seeds is not None and args.resume:
+            raise UsageError("--seeds trains fresh runs; it cannot --resume")
         if args.resume:
             if args.out is None:
                 raise UsageError("--resume needs --out DIR, the run folder to continue")
@@ -350,6 +428,11 @@ def main(argv=None):
                 raise UsageError(f"--resume: no checkpoint at {args.out / 'model.pt'}")
             resumed = tools.load_checkpoint(args.out / "model.pt")
         args = resolve_args(args, resumed and resumed["args"])
+        if args.seeds is not None:
+            folder, study = train_seeds(args)
+            print(aggregate_line(study))
+            print(f"wrote {folder}/seeds.csv, seeds.json, seeds.png in {study['wall_seconds']:.1f} s")
+            return study
         summary = train(args, resumed)
     except UsageError as e:
         sys.exit(f"train.py: error: {e}")
