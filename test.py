@@ -7,6 +7,7 @@
     python test.py --checkpoint runs/x/model.pt
 """
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def report(path, ckpt, model, data):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `python test.py | head` ends quietly
     args = get_parser().parse_args(argv)
     try:
         path, ckpt, model, data = load(args)

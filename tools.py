@@ -443,8 +443,8 @@ def read_csv(path):
 
 
 def save_checkpoint(path, ckpt):
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(ckpt, f)  # to a file object: the archive inside is not named after the temporary file
 
 
 CHECKPOINT_KEYS = {"model", "config", "vocab", "variant", "args", "step"}

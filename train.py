@@ -214,7 +214,8 @@ def fit(run, stop=lambda: False, after_step=lambda run: None):
     if not args.quiet:
         from tqdm import tqdm
         if run.step == 0:
-            print(f"{args.variant}: {model.num_params():,} parameters, {args.steps} steps on {args.device}")
+            device = next(model.parameters()).device
+            print(f"{args.variant}: {model.num_params():,} parameters, {args.steps} steps on {device}")
         bar = tqdm(total=args.steps, initial=run.step, desc=args.variant, unit="step", dynamic_ncols=True)
     log_every = max(1, args.steps // 50)
     if run.step == 0:
