@@ -105,13 +105,15 @@ def resolve_args(args, resumed=None):
         raise UsageError(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")
     if not (0 <= args.grokfast_alpha < 1 and 0 <= args.grokfast_lamb < math.inf):
         raise UsageError("--grokfast-alpha must be in [0, 1) and --grokfast-lamb >= 0 and finite")
-    if args.inverted_fraction and VARIANTS[args.variant].text:
+    variant = VARIANTS[args.variant]
+    if args.inverted_fraction and variant.text:
         raise UsageError("--inverted-fraction applies to the sample variants, not to 2g-text")
-    if not (0 <= args.inverted_fraction < 1 and min(len(t) - k for (_, t), k in zip(
-            VARIANTS[args.variant].groups, tools.moved_count(VARIANTS[args.variant], args.inverted_fraction))) > 0):
+    held_out = [len(tokens) - k for (_, tokens), k in zip(variant.groups,
+                                                          tools.moved_count(variant, args.inverted_fraction))]
+    if not (0 <= args.inverted_fraction < 1 and min(held_out) > 0):
         raise UsageError(f"--inverted-fraction must be >= 0 and leave each group inverted pairs to test, "
                          f"got {args.inverted_fraction}")
-    if args.shuffle_text and not VARIANTS[args.variant].text:
+    if args.shuffle_text and not variant.text:
         raise UsageError("--shuffle-text applies to the 2g-text variant only")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file, not a folder")
