@@ -10,7 +10,6 @@ in runs.csv, so a stopped sweep goes on where it stopped.
 """
 import argparse
 import csv
-import io
 import itertools
 import json
 import re
@@ -30,7 +29,7 @@ POINT_STEPS = ("step_train_100", "step_test_100", "delay")
 
 def get_parser():
     # allow_abbrev=False: train.py's --seed must not be read as an abbreviation of --seeds
-    p = train.Parser(prog="sweep.py", description="Train over a grid of train.py settings x seeds and summarise each grid point. "
+    p = tools.Parser(prog="sweep.py", description="Train over a grid of train.py settings x seeds and summarise each grid point. "
                                  "Every other option is train.py's (see python train.py --help) and applies to "
                                  "every run; its --seed is the first seed.", allow_abbrev=False)
     p.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2,...",
@@ -109,12 +108,7 @@ def plan(axes, fixed, seeds):
 
 
 def label(point):
-    return ", ".join(f"{k}={cell(v)}" for k, v in point.items())
-
-
-def cell(v):
-    """A value as runs.csv writes it, so that a run's settings compare equal to the row it wrote."""
-    return "" if v is None else f"{v:.7g}" if isinstance(v, float) else str(v)
+    return ", ".join(f"{k}={tools.format_cell(v)}" for k, v in point.items())
 
 
 def settings(args):
@@ -123,21 +117,13 @@ def settings(args):
 
 
 def key(settings):
-    return tuple(cell(v) for v in settings.values())
+    return tuple(tools.format_cell(v) for v in settings.values())
 
 
 def run_row(summary):
     """runs.csv's row of a finished run: its settings, then its figures."""
     s = settings(argparse.Namespace(**summary["args"]))
     return {**s, **tools.result_row(summary), "params": summary["params"], "ms_per_step": summary["ms_per_step"]}
-
-
-def to_csv(rows):
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(rows[0].keys())
-    writer.writerows([cell(v) for v in r.values()] for r in rows)
-    return buf.getvalue()
 
 
 def read_rows(path):
@@ -212,10 +198,10 @@ def sweep(axes, runs, out, jobs=-1, backend="loky", command="", quiet=False):
         from tqdm import tqdm
         finished = train.train_many(todo, jobs, backend, return_as="generator_unordered")
         for summary, _ in tqdm(finished, total=len(todo), desc=out.name, unit="run", disable=quiet):
-            rows.append({k: cell(v) for k, v in run_row(summary).items()})  # as read back from runs.csv
-            tools.write_text(out / "runs.csv", to_csv(rows))  # at once: a stopped sweep keeps its finished runs
+            rows.append({k: tools.format_cell(v) for k, v in run_row(summary).items()})  # as read back from runs.csv
+            tools.write_text(out / "runs.csv", tools.format_csv(rows))  # at once: a stopped sweep keeps its finished runs
     points = summarise(runs, rows)
-    tools.write_text(out / "points.csv", to_csv(points))
+    tools.write_text(out / "points.csv", tools.format_csv(points))
     first = runs[0][1]
     title = (f"Sweep '{out.name}': {first.variant}, {first.steps} steps, "
              f"{len(runs) // n_points} seeds per point")
@@ -223,7 +209,7 @@ def sweep(axes, runs, out, jobs=-1, backend="loky", command="", quiet=False):
     wall = round(time.perf_counter() - t0, 1)
     history = json.loads((out / "sweep.json").read_text())["history"] if (out / "sweep.json").exists() else []
     tools.write_json(out / "sweep.json", {  # the history keeps what each call trained and how long it took
-        "axes": {k: [cell(v) for v in vs] for k, vs in axes.items()}, "seeds": sorted({a.seed for _, a in runs}),
+        "axes": {k: [tools.format_cell(v) for v in vs] for k, vs in axes.items()}, "seeds": sorted({a.seed for _, a in runs}),
         "runs": len(runs), "history": history + [{"command": command, "trained": len(todo), "wall_seconds": wall,
                                                   "backend": backend, "jobs": jobs}]})
     return points, wall

@@ -6,7 +6,6 @@
     python test.py --variant 2g-text 'a!ab?'    # the text model, with a one-shot prompt
     python test.py --checkpoint runs/x/model.pt
 """
-import argparse
 import signal
 import sys
 from pathlib import Path
@@ -17,13 +16,8 @@ import tools
 from tools import VARIANTS, UsageError
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def get_parser():
-    p = Parser(description="Reload a trained checkpoint and check its answers.")
+    p = tools.Parser(description="Reload a trained checkpoint and check its answers.")
     p.add_argument("prompts", nargs="*", metavar="PROMPT",
                    help="prompts to answer, e.g. 'a?' or '21?' (spaces only separate tokens)")
     p.add_argument("--variant", choices=VARIANTS, default=None,

@@ -3,6 +3,7 @@
 `train.py` and `test.py` are built from these functions; each one does one thing and can be used
 alone from a notebook (`data = make_data(VARIANTS["2g-samples"])`, `evaluate(model, data)`, ...).
 """
+import argparse
 import csv
 import io
 import json
@@ -25,6 +26,13 @@ from components import GPT, GPTConfig, Vocab
 
 class UsageError(Exception):
     """A problem with what the user asked for; the entry scripts print it in one line and exit."""
+
+
+class Parser(argparse.ArgumentParser):
+    """The entry scripts' argument parser: a bad argument is one line, not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -427,13 +435,17 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def format_cell(v):
+    """A value as the CSV files write it: floats to 7 digits, None as an empty cell."""
+    return "" if v is None else f"{v:.7g}" if isinstance(v, float) else str(v)
+
+
 def format_csv(rows):
-    """Rows of numbers as CSV text with a fixed format, so equal runs give equal bytes; None is an empty cell."""
+    """Rows as CSV text with a fixed format, so equal runs give equal bytes."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(rows[0].keys())
-    for r in rows:
-        writer.writerow(["" if v is None else v if isinstance(v, int) else f"{v:.7g}" for v in r.values()])
+    writer.writerows([format_cell(v) for v in r.values()] for r in rows)
     return buf.getvalue()
 
 

@@ -32,13 +32,8 @@ STUDY_ARGS = ("seed", "steps", "lr", "weight_decay", "batch_size", "d_model", "h
 STUDY_NAMES = {"seed": "from", "accumulate_grads": "accumulate"}
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def get_parser():
-    p = Parser(description="Train a small transformer to repeat the character before a marker, and test "
+    p = tools.Parser(description="Train a small transformer to repeat the character before a marker, and test "
                            "it on the inverted character-marker pairing it never saw.")
     p.add_argument("--variant", choices=VARIANTS, default=None,
                    help="experiment version (default: 2g-samples; on --resume, the run's)")
