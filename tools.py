@@ -133,6 +133,10 @@ class Data:
 
     def __post_init__(self):
         self.pairs = pair_indices(self)  # (marker pairs, same-group letter pairs), for the distances
+        # What `evaluate` reads every step, in one batch: the splits' rows, then the probes' prompts.
+        self.sources = {"train": self.train, "test": self.test, **self.probes}
+        self.eval_sizes = [len(s.x if isinstance(s, Split) else s.prompts) for s in self.sources.values()]
+        self.eval_x = torch.cat([s.x if isinstance(s, Split) else s.prompts for s in self.sources.values()])
 
     def to(self, device):
         return Data(self.variant, self.vocab, self.train.to(device), self.test.to(device),
@@ -273,13 +277,11 @@ def predict(model, probe):
 @torch.no_grad()
 def evaluate(model, data):
     """Loss and accuracy of both splits, and accuracy of every probe, from one forward pass over all of them."""
-    sources = {"train": data.train, "test": data.test, **data.probes}
-    inputs = [s.x if isinstance(s, Split) else s.prompts for s in sources.values()]
     model.eval()
-    logits, _ = model(torch.cat(inputs))  # (R, T, V)
+    logits, _ = model(data.eval_x)  # (R, T, V)
     model.train()
     out = {}
-    for (name, s), part in zip(sources.items(), logits.split([len(x) for x in inputs])):
+    for (name, s), part in zip(data.sources.items(), logits.split(data.eval_sizes)):
         if isinstance(s, Split):
             out[f"{name}_loss"] = F.cross_entropy(part.flatten(0, 1), s.targets.flatten(), ignore_index=-1)
             part = part[s.row]
