@@ -318,15 +318,23 @@ def vector_tables(model):
 
 
 @torch.no_grad()
-def distances(model, data):
-    """Markers' mean cosine distance and same-group letter pairs' median, in both vector tables."""
-    markers, letters = data.pairs
+def table_distances(tables, pairs):
+    """Markers' mean cosine distance and same-group letter pairs' median, in each table of token vectors.
+
+    tables: {"input": (V, C), "output": (V, C)} as `vector_tables` gives them; pairs: `Data.pairs`.
+    """
+    markers, letters = pairs
     out = {}
-    for name, w in vector_tables(model).items():
+    for name, w in tables.items():
         suffix = "" if name == "input" else "_out"
         out["marker_distance" + suffix] = cosine_distances(w, markers).mean()
         out["letter_distance" + suffix] = cosine_distances(w, letters).median()
     return out
+
+
+def distances(model, data):
+    """table_distances of the model's input embeddings and output-layer rows."""
+    return table_distances(vector_tables(model), data.pairs)
 
 
 @torch.no_grad()
@@ -733,16 +741,16 @@ def plot_tsne(tables, data, path, title, seed=0):
 
     tables: {"input": (V, C), "output": (V, C)} tensors, as `vector_tables` gives them.
     """
-    markers, letters = (p.cpu() for p in data.pairs)
+    tables = {name: w.detach().float().cpu() for name, w in tables.items()}
+    d = table_distances(tables, [p.cpu() for p in data.pairs])
     fig, axes = figure(1, 2, figsize=(12, 5.5))
     names = {"input": "input embeddings (wte)", "output": "output-layer rows (lm_head)"}
     caption = []
     for ax, (name, w) in zip(axes, tables.items()):
-        w = w.detach().float().cpu()
         draw_tsne(ax, tsne(w.numpy(), seed), data, names[name])
-        m = cosine_distances(w, markers).mean().item()
-        l = cosine_distances(w, letters).median().item()
-        caption.append(f"{name}: markers {m:.3f}, same-group letter pairs (median) {l:.3f}")
+        suffix = "" if name == "input" else "_out"
+        caption.append(f"{name}: markers {d['marker_distance' + suffix]:.3f}, "
+                       f"same-group letter pairs (median) {d['letter_distance' + suffix]:.3f}")
     axes[0].legend(loc="best", fontsize=8)
     fig.suptitle(title)
     fig.text(0.5, -0.01, "cosine distance  -  " + ";   ".join(caption), ha="center", fontsize=9)
