@@ -192,6 +192,7 @@ def start(args, resumed=None):
     for p, g in zip(model.parameters(), resumed["grads"] or []):
         p.grad = g.to(device)
     batches.set_state(resumed["rng"]["batches"])
+    torch.set_rng_state(resumed["rng"]["torch"])
     grokfast = [e.to(device) for e in resumed["grokfast"]] if resumed.get("grokfast") else None
     step = resumed["step"]
     if step >= args.steps:
